@@ -183,9 +183,7 @@ def test_advantage_gae_places_outcome_reward_at_last_valid_token():
     )
     # row 0 is the hand case above; row 1 (γ = 1, λ = .95):
     #   δ1 = 0 − .4 → A1 = −.4;  δ0 = .4 − .2 = .2 → A0 = .2 + .95·(−.4) = −.18
-    torch.testing.assert_close(
-        out.advantages, torch.tensor([[0.46575, 0.385, 0.3, 0.0], [-0.18, -0.4, 0.0, 0.0]])
-    )
+    torch.testing.assert_close(out.advantages, torch.tensor([[0.46575, 0.385, 0.3, 0.0], [-0.18, -0.4, 0.0, 0.0]]))
     torch.testing.assert_close(out.returns, torch.tensor([[0.96575, 0.985, 1.0, 0.0], [0.02, 0.0, 0.0, 0.0]]))
 
 

@@ -188,9 +188,7 @@ def test_policy_loss_rr_offpolicy_scales_by_unclipped_staleness_weight():
     rr, metrics = policy_losses.get("rr_offpolicy")(logp, old_logp, adv, mask, behaviour_logp=behaviour)
     assert rr.item() == pytest.approx(math.exp(0.5) * (-1.1 - 1.2) / 2, rel=1e-6)
     assert metrics["is_weight_max"].item() == pytest.approx(math.exp(0.5), rel=1e-6)
-    capped, _ = policy_losses.get("rr_offpolicy")(
-        logp, old_logp, adv, mask, behaviour_logp=behaviour, weight_cap=1.2
-    )
+    capped, _ = policy_losses.get("rr_offpolicy")(logp, old_logp, adv, mask, behaviour_logp=behaviour, weight_cap=1.2)
     assert capped.item() == pytest.approx(1.2 * (-1.1 - 1.2) / 2, rel=1e-6)
     with pytest.raises(ValueError, match="behaviour_logp"):
         policy_losses.get("rr_offpolicy")(logp, old_logp, adv, mask)
@@ -202,9 +200,9 @@ def test_policy_loss_rr_offpolicy_scales_by_unclipped_staleness_weight():
 @covers("KL estimator", "k1")
 def test_kl_k1_hand_value():
     # log π = log .5, log π_ref = log .25 → k1 = log 2
-    assert kl_estimators.get("k1")(
-        torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25))
-    ).item() == pytest.approx(math.log(2))
+    assert kl_estimators.get("k1")(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25))).item() == pytest.approx(
+        math.log(2)
+    )
 
 
 @covers("KL estimator", "k2")
@@ -217,9 +215,7 @@ def test_kl_k2_hand_value():
 def test_kl_k3_hand_value_and_clamp():
     # log-ratio ref − θ = −log 2 → e^{−log 2} + log 2 − 1 = 0.5 + 0.693147 − 1 = 0.193147
     k3 = kl_estimators.get("k3")
-    assert k3(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25))).item() == pytest.approx(
-        0.5 + math.log(2) - 1
-    )
+    assert k3(torch.tensor(math.log(0.5)), torch.tensor(math.log(0.25))).item() == pytest.approx(0.5 + math.log(2) - 1)
     assert k3(torch.tensor(-30.0), torch.tensor(-10.0)).item() == 10.0  # e^{20} − 21 clamps to 10
     assert k3(torch.tensor(-1.0), torch.tensor(-1.0)).item() == 0.0
 
@@ -230,9 +226,7 @@ def test_kl_estimators_agree_in_expectation():
     q = torch.tensor([0.2, 0.2, 0.6])
     exact = (p * (p / q).log()).sum()
     for name in ("k1", "k3"):
-        assert (p * kl_estimators.get(name)(p.log(), q.log())).sum().item() == pytest.approx(
-            exact.item(), rel=1e-5
-        )
+        assert (p * kl_estimators.get(name)(p.log(), q.log())).sum().item() == pytest.approx(exact.item(), rel=1e-5)
 
 
 def test_entropy_from_logits_matches_definition():

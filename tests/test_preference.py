@@ -10,9 +10,7 @@ from frugalrl.algos import preference_losses
 covers = pytest.mark.covers
 
 
-def _call(
-    name, chosen, rejected, ref_chosen=None, ref_rejected=None, chosen_len=(1.0,), rejected_len=(1.0,), **hp
-):
+def _call(name, chosen, rejected, ref_chosen=None, ref_rejected=None, chosen_len=(1.0,), rejected_len=(1.0,), **hp):
     t = lambda x: None if x is None else torch.tensor(x, dtype=torch.float32)  # noqa: E731
     return preference_losses.get(name)(
         t(chosen),
@@ -32,9 +30,7 @@ def _sigmoid(x):
 @covers("preference loss", "dpo")
 def test_preference_dpo_is_log2_when_policy_equals_reference():
     for smoothing in (0.0, 0.1):
-        loss, metrics = _call(
-            "dpo", [-3.0, -1.0], [-2.0, -7.0], [-3.0, -1.0], [-2.0, -7.0], label_smoothing=smoothing
-        )
+        loss, metrics = _call("dpo", [-3.0, -1.0], [-2.0, -7.0], [-3.0, -1.0], [-2.0, -7.0], label_smoothing=smoothing)
         assert loss.item() == pytest.approx(math.log(2))
         assert metrics["reward_margin"].item() == 0.0
 
@@ -91,18 +87,14 @@ def test_preference_hybrid_mixes_preference_and_length_normalised_sft():
     loss, metrics = _call("hybrid", *args, chosen_len=[2.0], rejected_len=[3.0], sft_weight=0.25)
     assert loss.item() == pytest.approx(0.75 * math.log(2) + 0.5)
     assert metrics["sft_loss"].item() == pytest.approx(2.0)
-    unscaled, _ = _call(
-        "hybrid", *args, chosen_len=[2.0], rejected_len=[3.0], sft_weight=0.25, scale_preference=False
-    )
+    unscaled, _ = _call("hybrid", *args, chosen_len=[2.0], rejected_len=[3.0], sft_weight=0.25, scale_preference=False)
     assert unscaled.item() == pytest.approx(math.log(2) + 0.5)
     plain, _ = _call("hybrid", *args, chosen_len=[2.0], rejected_len=[3.0], sft_weight=0.0)
     assert plain.item() == pytest.approx(math.log(2))
 
 
 def test_preference_hybrid_passes_base_hyperparameters_and_validates():
-    loss, _ = _call(
-        "hybrid", [-2.0], [-6.0], chosen_len=[2.0], rejected_len=[3.0], base="simpo", beta=2.0, gamma=0.5
-    )
+    loss, _ = _call("hybrid", [-2.0], [-6.0], chosen_len=[2.0], rejected_len=[3.0], base="simpo", beta=2.0, gamma=0.5)
     assert loss.item() == pytest.approx(-math.log(_sigmoid(1.5)))
     with pytest.raises(ValueError, match="sft_weight"):
         _call("hybrid", [-2.0], [-6.0], [-2.0], [-6.0], sft_weight=1.5)

@@ -64,9 +64,7 @@ class AdvantageInputs:
         elif group_ids is None:
             raise ValueError("rewards of shape [N] need group_ids of shape [N]")
         if group_ids.shape != rewards.shape:
-            raise ValueError(
-                f"group_ids shape {tuple(group_ids.shape)} != rewards shape {tuple(rewards.shape)}"
-            )
+            raise ValueError(f"group_ids shape {tuple(group_ids.shape)} != rewards shape {tuple(rewards.shape)}")
         if correct is None:
             correct = rewards > 0
         return cls(rewards, group_ids, correct.bool(), mask, values, token_rewards)
@@ -188,9 +186,7 @@ def rloo_advantages(inputs: AdvantageInputs) -> Advantages:
     return Advantages(adv.to(inputs.rewards.dtype), _all_rows(inputs))
 
 
-def gae(
-    token_rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float, lam: float
-) -> tuple[Tensor, Tensor]:
+def gae(token_rewards: Tensor, values: Tensor, mask: Tensor, *, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
     """Generalised advantage estimation (Schulman et al. 2016, eq. 16) over right-padded responses.
 
         δ_t = r_t + γ·V_{t+1} − V_t,   A_t = δ_t + γλ·A_{t+1},   returns_t = A_t + V_t

@@ -43,9 +43,7 @@ def _implicit_rewards(
 ) -> tuple[Tensor, Tensor]:
     """h(x, y) = log π_θ(y|x) − log π_ref(y|x) for chosen and rejected, [B] each."""
     if ref_chosen_logp is None or ref_rejected_logp is None:
-        raise ValueError(
-            "this preference loss needs reference log-probs (ref_chosen_logp, ref_rejected_logp)"
-        )
+        raise ValueError("this preference loss needs reference log-probs (ref_chosen_logp, ref_rejected_logp)")
     return chosen_logp - ref_chosen_logp, rejected_logp - ref_rejected_logp
 
 
