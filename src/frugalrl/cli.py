@@ -1,0 +1,198 @@
+"""The `frugalrl` command line.
+
+frugalrl train CONFIG [section.key=value ...] [--resume]
+frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
+frugalrl testbed build [--out DIR]
+frugalrl demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console(stderr=True)
+
+DEMO_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"  # present in a source checkout
+DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.every=0"]
+
+
+def _config_help() -> str:
+    from frugalrl.config import describe
+
+    lines = ["config keys (set in the YAML recipe or as section.key=value):"]
+    lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in describe()]
+    return "\n".join(lines)
+
+
+def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
+    """The first item is the recipe unless it is already a `key=value` override."""
+    if items and "=" not in items[0]:
+        return items[0], items[1:]
+    return None, items
+
+
+def _load(items: list[str]):
+    from frugalrl.config import ConfigError, load_config
+
+    path, overrides = _split_config_and_overrides(items)
+    try:
+        return load_config(path, overrides)
+    except ConfigError as err:
+        console.print(f"[red]config error:[/] {err}")
+        raise SystemExit(2) from None
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from frugalrl.engine.trainer import train
+
+    config = _load(args.config)
+    try:
+        run_dir = train(config, resume=args.resume)
+    except (FileExistsError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/] {err}")
+        raise SystemExit(2) from None
+    console.print(f"run finished: report at [bold]{run_dir / 'report.md'}[/]")
+
+
+def resolve_eval_model(model: str) -> tuple[str, Path | None]:
+    """A run directory evaluates its latest checkpoint with the run's config; anything else is a model."""
+    from frugalrl.engine.checkpoint import MODEL_DIR
+    from frugalrl.tracking import RunDir
+
+    path = Path(model)
+    if (path / "config.yaml").is_file():
+        checkpoint = RunDir(path).latest_checkpoint()
+        if checkpoint is None:
+            raise SystemExit(f"run directory {path} has no checkpoint to evaluate")
+        return str(checkpoint / MODEL_DIR), path / "config.yaml"
+    return model, None
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    import torch
+
+    from frugalrl.engine.evaluation import evaluate_model
+
+    model, run_config = resolve_eval_model(args.model)
+    items = list(args.config)
+    if run_config is not None and (not items or "=" in items[0]):
+        items.insert(0, str(run_config))
+    config = _load(items)
+    if config.run.threads:
+        torch.set_num_threads(config.run.threads)
+    metrics, protocol = evaluate_model(model, config)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    table = Table(title=f"{model}  ({protocol})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key.removeprefix("eval/"), f"{value:.4f}")
+    Console().print(table)
+
+
+def cmd_testbed_build(args: argparse.Namespace) -> None:
+    from frugalrl.testbed import build_base
+    from frugalrl.testbed.base import SHIPPED_BASE
+    from frugalrl.testbed.recipe import Recipe
+
+    recipe = Recipe()
+    out = Path(args.out) if args.out else None
+    if args.shipped:
+        out = SHIPPED_BASE
+    path = build_base(recipe, out, threads=args.threads)
+    console.print(f"built testbed base {recipe.hash()} in [bold]{path}[/]")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The default GRPO recipe on the testbed for four minutes of training, evaluated before and after."""
+    from frugalrl.engine.trainer import train
+    from frugalrl.testbed import ensure_base
+
+    console.print("[bold]frugalrl demo[/]: GRPO on the built-in arithmetic testbed (CPU, about six minutes)")
+    ensure_base()
+    recipe = args.recipe or (str(DEMO_RECIPE) if DEMO_RECIPE.is_file() else None)
+    if recipe is None:
+        console.print("configs/grpo.yaml not found (installed without the source tree): using the defaults")
+    name = args.name or time.strftime("demo-%Y%m%d-%H%M%S")
+    config = _load([*([recipe] if recipe else []), f"run.name={name}", *DEMO_OVERRIDES, *args.overrides])
+    try:
+        run_dir = train(config, resume=args.resume)
+    except FileExistsError as err:
+        console.print(f"[red]error:[/] {err} (or: frugalrl demo --name another)")
+        raise SystemExit(2) from None
+    _print_before_after(run_dir)
+    console.print(f"report: [bold]{run_dir / 'report.md'}[/]   metrics: {run_dir / 'metrics.jsonl'}")
+
+
+def _print_before_after(run_dir: Path) -> None:
+    from frugalrl.tracking import read_metrics
+
+    evals = [r for r in read_metrics(run_dir / "metrics.jsonl") if any(k.startswith("eval/") for k in r)]
+    if len(evals) < 2:
+        return
+    first, last = evals[0], evals[-1]
+    table = Table(title="held-out accuracy")
+    for column in ("metric", f"step {first['step']}", f"step {last['step']}"):
+        table.add_column(column, justify="right")
+    for key in (k for k in first if k.startswith("eval/") and k.count("/") == 1):
+        table.add_row(key.removeprefix("eval/"), f"{first[key]:.3f}", f"{last.get(key, float('nan')):.3f}")
+    Console().print(table)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="frugalrl", description="Sample-efficient RL fine-tuning of LMs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    train_p = sub.add_parser("train", help="run RL training", epilog=_config_help(), formatter_class=fmt)
+    train_p.add_argument("config", nargs="*", help="YAML recipe, then section.key=value overrides")
+    train_p.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    train_p.set_defaults(func=cmd_train)
+
+    eval_p = sub.add_parser(
+        "eval",
+        help="evaluate a model or a run on held-out problems",
+        formatter_class=fmt,
+        epilog="The protocol comes from the eval.* keys; data from data.*.\n\n" + _config_help(),
+    )
+    eval_p.add_argument("--model", required=True, help="model directory, Hub name, 'testbed', or a run directory")
+    eval_p.add_argument("config", nargs="*", help="optional YAML recipe, then section.key=value overrides")
+    eval_p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    eval_p.set_defaults(func=cmd_eval)
+
+    testbed_p = sub.add_parser("testbed", help="the built-in testbed model")
+    testbed_sub = testbed_p.add_subparsers(dest="testbed_command", required=True)
+    build_p = testbed_sub.add_parser("build", help="build (or rebuild) the testbed base model")
+    build_p.add_argument("--out", help="output directory (default: the cache directory of the recipe)")
+    build_p.add_argument("--shipped", action="store_true", help="write the base shipped inside the package")
+    build_p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the build")
+    build_p.set_defaults(func=cmd_testbed_build)
+
+    demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")
+    demo_p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo recipe")
+    demo_p.add_argument("--recipe", help="recipe to run (default: configs/grpo.yaml)")
+    demo_p.add_argument("--name", help="run name (run directory runs/<name>; default: demo-<date>-<time>)")
+    demo_p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    demo_p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight loading bars would interleave with the run display
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,237 @@
+"""Run configuration: documented dataclasses, YAML recipes and dotted command-line overrides.
+
+`load_config("configs/grpo.yaml", ["trainer.lr=3e-5"])` merges the recipe and the overrides onto the
+defaults below, rejects unknown keys with the list of valid ones, and runs the cross-field checks of each
+section. Every field's `help` text is what `frugalrl train --help` prints.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+
+def _f(default: Any, help: str) -> Any:  # noqa: A002 - `help` reads best at the call sites
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("run", "run name; the run directory defaults to runs/<name>")
+    dir: str | None = _f(None, "run directory (default: runs/<name>)")
+    seed: int = _f(0, "seed for prompt order, sampling and any fresh initialisation")
+    device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (cuda if available)")
+    threads: int = _f(0, "torch CPU threads (0: torch's default)")
+    progress: bool = _f(True, "show a live progress display")
+    tensorboard: bool = _f(False, "also write TensorBoard events (needs the tensorboard extra)")
+
+    def __post_init__(self) -> None:
+        _check_min("run.threads", self.threads, 0)
+
+
+@dataclass
+class ModelConfig:
+    path: str = _f("testbed", "'testbed' for the built-in base model, else a local directory or Hub name")
+    dtype: str = _f("float32", "weights dtype: float32, bfloat16 or float16")
+
+    def __post_init__(self) -> None:
+        _check_choice("model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
+
+
+@dataclass
+class DataConfig:
+    source: str = _f("arithmetic", "arithmetic (built-in procedural task) or file (JSONL/JSON/Parquet/CSV/Hub)")
+    path: str | None = _f(None, "training data file or Hub dataset name (source=file)")
+    subset: str | None = _f(None, "Hub dataset configuration, e.g. 'main' for GSM8K")
+    split: str = _f("train", "split of `path` to train on (Hub datasets; a file is one split)")
+    eval_path: str | None = _f(None, "held-out file or Hub name (default: eval_split of a Hub `path`, or a part of a file)")
+    eval_split: str = _f("test", "split of the held-out Hub dataset")
+    seed: int = _f(0, "seed of the problem pool and of a file's held-out split (fixed across runs, like a dataset)")
+    train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)")
+    eval_size: int = _f(1000, "number of held-out problems")
+    levels: list[int] | None = _f(None, "arithmetic difficulty levels to use (default: all)")
+    template: str = _f("plain", "prompt template name")
+    question_column: str | None = _f(None, "question column (default: question / prompt / problem)")
+    answer_column: str | None = _f(None, "answer column (default: answer / solution / final_answer)")
+    id_column: str | None = _f(None, "id column (default: 'id' if present, else a hash of the question)")
+    level_column: str | None = _f(None, "difficulty column, e.g. MATH's 'Level 3' (default: 'level' if present)")
+    answer_format: str = _f("auto", "how to read gold answers: raw, gsm8k (#### x), boxed, auto")
+    on_bad_answer: str = _f("error", "a row whose answer cannot be parsed: error or skip")
+
+    def __post_init__(self) -> None:
+        _check_choice("data.source", self.source, ["arithmetic", "file"])
+        _check_min("data.eval_size", self.eval_size, 1)
+        if self.source == "file" and not self.path:
+            raise ValueError("data.source=file needs data.path (a JSONL/JSON/Parquet/CSV file or Hub name)")
+
+
+@dataclass
+class RolloutConfig:
+    backend: str = _f("hf", "generation backend: hf (transformers generate)")
+    group_size: int = _f(8, "G, responses sampled per prompt")
+    temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)")
+    top_p: float = _f(1.0, "nucleus sampling threshold")
+    max_new_tokens: int = _f(64, "maximum response length in tokens")
+    token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)")
+
+    def __post_init__(self) -> None:
+        _check_choice("rollout.backend", self.backend, ["hf"])
+        _check_min("rollout.group_size", self.group_size, 1)
+        _check_min("rollout.max_new_tokens", self.max_new_tokens, 1)
+        if self.temperature <= 0:
+            raise ValueError(f"rollout.temperature must be > 0 for RL sampling, got {self.temperature}")
+
+
+@dataclass
+class AlgoConfig:
+    advantage: str = _f("grpo", "advantage estimator (frugalrl.algos.advantage_estimators)")
+    advantage_args: dict[str, Any] = _f({}, "keyword arguments of the advantage estimator")
+    loss: str = _f("clipped", "policy loss (frugalrl.algos.policy_losses)")
+    loss_args: dict[str, Any] = _f({}, "keyword arguments of the policy loss, e.g. eps_high")
+    agg: str = _f("token_mean", "loss aggregation: token_mean or seq_mean_token_mean")
+    reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
+    kl_coef: float = _f(0.0, "weight of the KL-to-reference loss term (0: no reference model)")
+    kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
+    entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
+
+    def __post_init__(self) -> None:
+        from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
+        from frugalrl.rewards import reward_functions
+
+        _check_kwargs("algo.advantage_args", advantage_estimators.get(self.advantage), self.advantage_args, skip=1)
+        _check_kwargs("algo.loss_args", policy_losses.get(self.loss), self.loss_args, skip=4)
+        aggregations.get(self.agg)
+        kl_estimators.get(self.kl_estimator)
+        reward_functions.get(self.reward)
+        _check_min("algo.kl_coef", self.kl_coef, 0.0)
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = _f(100, "number of RL steps (one batch of prompts each)")
+    time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)")
+    prompts_per_step: int = _f(32, "B, prompts per RL step")
+    ppo_epochs: int = _f(1, "passes over each batch")
+    mini_batches: int = _f(1, "optimiser steps per pass (the batch is split into this many mini-batches)")
+    micro_batch_size: int = _f(64, "rows per forward/backward (gradient accumulation); 0: whole mini-batch")
+    lr: float = _f(1e-4, "AdamW learning rate")
+    lr_schedule: str = _f("constant", "constant, linear or cosine decay to 0 over max_steps, after warmup")
+    warmup_steps: int = _f(0, "linear warmup steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    betas: list[float] = _f([0.9, 0.99], "AdamW betas")
+    grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
+    checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)")
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "prompts_per_step", "ppo_epochs", "mini_batches"):
+            _check_min(f"trainer.{name}", getattr(self, name), 1)
+        _check_choice("trainer.lr_schedule", self.lr_schedule, ["constant", "linear", "cosine"])
+        if len(self.betas) != 2:
+            raise ValueError(f"trainer.betas needs two values, got {list(self.betas)}")
+
+
+@dataclass
+class EvalConfig:
+    every: int = _f(10, "evaluate on the held-out set every this many steps (0: only at start and end)")
+    num_problems: int = _f(1000, "held-out problems per evaluation (at most data.eval_size)")
+    k: int = _f(8, "samples per problem for avg@k and pass@k (0: greedy only)")
+    temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k")
+    greedy: bool = _f(True, "also report greedy accuracy")
+    at_start: bool = _f(True, "evaluate before the first step")
+
+
+@dataclass
+class Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.dir) if self.run.dir else Path("runs") / self.run.name
+
+
+class ConfigError(ValueError):
+    """A recipe or override that cannot be applied; the message says what to change."""
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults ← YAML recipe at `path` ← dotted `overrides` ("trainer.lr=3e-5"), validated."""
+    layers = [OmegaConf.structured(Config)]
+    if path is not None:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        layers.append(OmegaConf.load(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        layers.append(OmegaConf.from_dotlist([item]))
+    try:
+        merged = OmegaConf.merge(*layers)
+        return OmegaConf.to_object(merged)  # instantiates the dataclasses: runs every __post_init__
+    except (ConfigKeyError, ConfigAttributeError) as err:
+        raise ConfigError(_unknown_key_message(err)) from None
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"invalid value for {err.full_key}: {str(err.msg).splitlines()[0]}") from None
+    except (ValueError, KeyError) as err:  # a section's __post_init__ check, or an unknown registry name
+        raise ConfigError(str(err).strip("'\"")) from None
+
+
+def to_yaml(config: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(config))
+
+
+def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every field, for --help and the docs."""
+    rows = []
+    instance = cls()
+    for f in fields(cls):
+        value = getattr(instance, f.name)
+        if is_dataclass(value):
+            rows += describe(type(value), f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(value), f.metadata.get("help", "")))
+    return rows
+
+
+def _unknown_key_message(err: OmegaConfBaseException) -> str:
+    key = err.full_key or ""
+    section, _, name = key.rpartition(".")
+    node: Any = Config
+    for part in filter(None, section.split(".")):
+        node = {f.name: f for f in fields(node)}[part].default_factory
+    valid = ", ".join(f.name for f in fields(node))
+    where = f"section '{section}'" if section else "the top level"
+    return f"unknown config key '{key}'; valid keys in {where}: {valid}"
+
+
+def _check_choice(key: str, value: str, allowed: list[str]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}={value!r} is not one of: {', '.join(allowed)}")
+
+
+def _check_min(key: str, value: float, minimum: float) -> None:
+    if value < minimum:
+        raise ValueError(f"{key} must be >= {minimum}, got {value}")
+
+
+def _check_kwargs(key: str, fn: Any, kwargs: dict[str, Any], *, skip: int) -> None:
+    """Reject keyword arguments `fn` does not take, listing the ones it does (its first `skip` are inputs)."""
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    valid = [p.name for p in params if p.name not in ("behaviour_logp", "agg", "agg_weights")]
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        raise ValueError(f"{key} has unknown arguments {unknown} for {fn.__name__}; valid: {', '.join(valid)}")

@@ -1,0 +1,25 @@
+"""Tasks and prompt formatting: the built-in arithmetic task, file/Hub datasets, prompt templates."""
+
+from frugalrl.data.answers import ANSWER_FORMATS, parse_answer
+from frugalrl.data.arithmetic import LEVELS, iter_problems, make_problems, solution_text
+from frugalrl.data.files import DatasetFormatError, load_problems, load_table, problems_from_dataset, stable_id
+from frugalrl.data.reasoning_gym import load_reasoning_gym, reasoning_gym_strict_reward
+from frugalrl.data.templates import plain_prompt, prompt_templates
+
+__all__ = [
+    "ANSWER_FORMATS",
+    "LEVELS",
+    "DatasetFormatError",
+    "iter_problems",
+    "load_problems",
+    "load_reasoning_gym",
+    "load_table",
+    "make_problems",
+    "parse_answer",
+    "plain_prompt",
+    "problems_from_dataset",
+    "prompt_templates",
+    "reasoning_gym_strict_reward",
+    "solution_text",
+    "stable_id",
+]

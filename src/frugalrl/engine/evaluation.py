@@ -1,0 +1,52 @@
+"""Held-out evaluation of a policy, shared by the trainer and `frugalrl eval`."""
+
+from __future__ import annotations
+
+import torch
+
+from frugalrl.config import Config
+from frugalrl.data import prompt_templates
+from frugalrl.engine.policy import load_policy
+from frugalrl.engine.rollout import HFGenerateBackend
+from frugalrl.engine.setup import load_problems, resolve_device, resolve_model_path
+from frugalrl.eval import EvalProtocol, evaluate
+from frugalrl.rewards import reward_functions
+from frugalrl.types import Problem, RolloutBatch
+
+EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
+
+
+def protocol_of(config: Config) -> EvalProtocol:
+    return EvalProtocol(config.eval.k, config.eval.temperature, config.eval.greedy, config.rollout.max_new_tokens)
+
+
+def correctness(batch: RolloutBatch) -> list[bool]:
+    """Binary correctness of every row, whatever reward the run trains with."""
+    answers = [batch.problem_of_row(i).answer for i in range(batch.num_rows)]
+    return [r > 0 for r in reward_functions.get("correctness")(batch.completions, answers)]
+
+
+def held_out_metrics(
+    backend: HFGenerateBackend, problems: list[Problem], protocol: EvalProtocol, *, seed: int
+) -> dict[str, float]:
+    """Evaluate with a private, seeded RNG stream: evaluating (or not) never changes a training run's
+    random numbers, and every evaluation of a run sees the same sampling noise."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + EVAL_SEED_OFFSET)
+        return evaluate(backend.generate, problems, correctness, protocol)
+
+
+def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
+    """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
+    policy = load_policy(resolve_model_path(model), device=resolve_device(config.run.device), dtype=config.model.dtype)
+    policy.model.eval()
+    _, held_out = load_problems(config.data)
+    backend = HFGenerateBackend(
+        policy.model,
+        policy.tokenizer,
+        format_prompt=prompt_templates.get(config.data.template),
+        token_budget=config.rollout.token_budget,
+    )
+    protocol = protocol_of(config)
+    metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, seed=config.run.seed)
+    return metrics, protocol.describe()

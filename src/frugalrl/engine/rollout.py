@@ -1,0 +1,134 @@
+"""Rollout backends: sample G responses per problem and return them as a typed `RolloutBatch`.
+
+The default backend runs Hugging Face `generate` on the training model itself (left padding, KV cache,
+stop at EOS), in chunks that fit a token budget. It records the behaviour log-probs μ(o_t) from the same
+forward passes that produced the samples, so replay methods get them without an extra pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from frugalrl.algos import token_logprobs
+from frugalrl.types import Problem, RolloutBatch
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: `temperature` 0 means greedy decoding."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n (responses per problem) must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class HFGenerateBackend:
+    """Sampling with `model.generate` on the policy's own weights (no copy, so no weight sync)."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        format_prompt: Callable[[str], str],
+        token_budget: int = 16384,
+    ) -> None:
+        if tokenizer.pad_token_id is None or tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer needs a pad and an EOS token for batched generation")
+        self.model = model
+        # A checkpoint's own generation defaults (top_k, repetition penalty, ...) would make the sampling
+        # distribution differ from π/T, and with it every importance ratio: sample from exactly what the
+        # config says. The saved model then carries this clean generation config.
+        # top_k=None spelled out: older transformers default to top_k=50.
+        model.generation_config = GenerationConfig(
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+            top_k=None,
+        )
+        self.tokenizer = tokenizer
+        self.format_prompt = format_prompt
+        self.token_budget = token_budget
+
+    @torch.no_grad()
+    def generate(self, problems: list[Problem], params: SamplingParams) -> RolloutBatch:
+        """`params.n` responses for each problem; rows of group i are i·n .. i·n + n − 1."""
+        prompts = self._encode_prompts(problems)  # [B, P], [B, P]
+        group_index = torch.arange(len(problems)).repeat_interleave(params.n)  # [N]
+        prompt_ids = prompts[0][group_index]  # [N, P]
+        prompt_mask = prompts[1][group_index]  # [N, P]
+        rows_per_chunk = max(1, self.token_budget // (prompt_ids.shape[1] + params.max_new_tokens))
+        chunks = [
+            self._generate_chunk(prompt_ids[i : i + rows_per_chunk], prompt_mask[i : i + rows_per_chunk], params)
+            for i in range(0, len(group_index), rows_per_chunk)
+        ]
+        response_ids = _pad_cat([c[0] for c in chunks], self.tokenizer.pad_token_id)  # [N, T]
+        behaviour_logp = _pad_cat([c[1] for c in chunks], 0.0)  # [N, T]
+        response_mask, truncated = response_mask_and_truncation(response_ids, self.tokenizer.eos_token_id)
+        behaviour_logp = behaviour_logp * response_mask
+        completions = self.tokenizer.batch_decode(
+            response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id), skip_special_tokens=True
+        )
+        return RolloutBatch(
+            problems=list(problems),
+            group_index=group_index,
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            response_ids=response_ids,
+            response_mask=response_mask,
+            behaviour_logp=behaviour_logp,
+            truncated=truncated,
+            completions=completions,
+        )
+
+    def _encode_prompts(self, problems: list[Problem]) -> tuple[Tensor, Tensor]:
+        texts = [self.format_prompt(p.question) for p in problems]
+        self.tokenizer.padding_side = "left"  # generation appends on the right: prompts must end flush
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        return enc["input_ids"], enc["attention_mask"].bool()
+
+    def _generate_chunk(self, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
+        device = self.model.device
+        greedy = params.temperature == 0
+        out = self.model.generate(
+            input_ids=prompt_ids.to(device),
+            attention_mask=prompt_mask.long().to(device),
+            do_sample=not greedy,
+            **({} if greedy else {"temperature": params.temperature, "top_p": params.top_p}),
+            max_new_tokens=params.max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+        new_tokens = out.sequences[:, prompt_ids.shape[1] :]  # [n, T]
+        logits = torch.stack(out.logits, dim=1)  # [n, T, V] raw, before temperature / top-p
+        logp = token_logprobs(logits, new_tokens, temperature=params.temperature or 1.0)  # [n, T]
+        return new_tokens.cpu(), logp.cpu()
+
+
+def response_mask_and_truncation(response_ids: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor]:
+    """Valid-token mask [N, T] (up to and including the first EOS) and truncation flags [N] (no EOS)."""
+    is_eos = response_ids == eos_token_id  # [N, T]
+    eos_seen_before = (is_eos.long().cumsum(-1) - is_eos.long()) > 0  # [N, T] an EOS strictly earlier
+    return ~eos_seen_before, ~is_eos.any(-1)
+
+
+def _pad_cat(tensors: list[Tensor], value: float) -> Tensor:
+    """Concatenate [n_i, T_i] tensors along rows, right-padding to the longest T."""
+    width = max(t.shape[1] for t in tensors)
+    return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])

@@ -1,0 +1,69 @@
+"""Scoring a batch and turning it into the step's metrics and per-prompt statistics."""
+
+from __future__ import annotations
+
+import torch
+
+from frugalrl.algos import Advantages, group_stats
+from frugalrl.rewards import RewardFunction
+from frugalrl.tracking import PromptStat
+from frugalrl.types import RolloutBatch
+
+
+def score_batch(batch: RolloutBatch, reward_fn: RewardFunction) -> None:
+    """Fill `batch.rewards` [N] and `batch.correct` [N] (reward > 0, the convention of every built-in reward).
+
+    The reward function receives each row's problem fields (id, level, dataset columns) and `truncated`.
+    """
+    problems = [batch.problem_of_row(i) for i in range(batch.num_rows)]
+    fields: dict[str, list] = {"id": [p.id for p in problems], "level": [p.level for p in problems]}
+    for key in sorted({k for p in problems for k in p.fields}):
+        fields.setdefault(key, [p.fields.get(key) for p in problems])
+    fields["truncated"] = batch.truncated.tolist()
+    rewards = reward_fn(batch.completions, [p.answer for p in problems], **fields)
+    if len(rewards) != batch.num_rows:
+        raise ValueError(f"reward function returned {len(rewards)} rewards for {batch.num_rows} completions")
+    batch.rewards = torch.tensor(rewards, dtype=torch.float32)  # [N]
+    batch.correct = batch.rewards > 0  # [N]
+
+
+def batch_metrics(batch: RolloutBatch, adv: Advantages) -> dict[str, float]:
+    """rollout/ (what was sampled), data/ (how much of it can teach), adv/ (what the update sees)."""
+    lengths = batch.response_mask.sum(-1).float()  # [N]
+    share = group_stats(batch.correct.double(), batch.group_index)  # share of correct responses per group
+    kept_adv = adv.advantages[adv.keep]
+    return {
+        "rollout/reward_mean": batch.rewards.mean().item(),
+        "rollout/reward_std": batch.rewards.std().item() if batch.num_rows > 1 else 0.0,
+        "rollout/accuracy": batch.correct.float().mean().item(),
+        "rollout/response_len": lengths.mean().item(),
+        "rollout/truncated_frac": batch.truncated.float().mean().item(),
+        "data/frac_all_correct": (share.mean == 1).double().mean().item(),
+        "data/frac_all_wrong": (share.mean == 0).double().mean().item(),
+        "data/kept_frac": adv.keep.float().mean().item(),
+        # a step whose policy gradient can be non-zero: some kept response has a non-zero advantage
+        "data/effective_step": float(bool((kept_adv != 0).any())),
+        "adv/mean": kept_adv.mean().item() if kept_adv.numel() else 0.0,
+        "adv/abs_mean": kept_adv.abs().mean().item() if kept_adv.numel() else 0.0,
+    }
+
+
+def prompt_stats(batch: RolloutBatch) -> list[PromptStat]:
+    """One row per group for stats.sqlite: samples, correct, mean reward and tokens of each prompt."""
+    lengths = batch.response_mask.sum(-1)  # [N]
+    rows = []
+    for g, problem in enumerate(batch.problems):
+        members = batch.group_index == g  # [N]
+        if not members.any():
+            continue
+        rows.append(
+            PromptStat(
+                prompt_id=problem.id,
+                samples=int(members.sum()),
+                correct=int(batch.correct[members].sum()),
+                mean_reward=batch.rewards[members].mean().item(),
+                tokens=int(lengths[members].sum()),
+                level=problem.level,
+            )
+        )
+    return rows

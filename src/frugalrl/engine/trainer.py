@@ -1,0 +1,221 @@
+"""The RL trainer loop.
+
+One step: select prompts → generate G responses each → score → advantages (and rejected rows dropped) →
+policy update → log; every few steps evaluate and checkpoint. Every arrow is a call into a part chosen by
+name in the config (selector, reward function, advantage estimator, policy loss): the loop itself never
+branches on the algorithm.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from frugalrl.algos import AdvantageInputs, advantage_estimators
+from frugalrl.config import Config, to_yaml
+from frugalrl.data import prompt_templates
+from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from frugalrl.engine.display import ProgressDisplay
+from frugalrl.engine.evaluation import held_out_metrics, protocol_of
+from frugalrl.engine.policy import load_policy
+from frugalrl.engine.rollout import HFGenerateBackend, SamplingParams
+from frugalrl.engine.setup import build_optimizer, load_problems, resolve_device, resolve_model_path
+from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
+from frugalrl.engine.update import UpdateSettings, policy_update
+from frugalrl.rewards import reward_functions
+from frugalrl.selection import selectors
+from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
+from frugalrl.types import RolloutBatch
+
+
+@dataclass
+class Counters:
+    """Cumulative sample-efficiency counters, saved in checkpoints."""
+
+    step: int = 0
+    responses: int = 0
+    gen_tokens: int = 0
+    train_tokens: int = 0
+    train_elapsed: float = 0.0  # seconds of training, evaluation and checkpointing excluded
+    eval_elapsed: float = 0.0
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "count/responses": self.responses,
+            "count/gen_tokens": self.gen_tokens,
+            "count/train_tokens": self.train_tokens,
+            "time/train_elapsed": self.train_elapsed,
+            "time/eval_elapsed": self.eval_elapsed,
+        }
+
+
+class Trainer:
+    def __init__(self, config: Config) -> None:
+        self.config = cfg = config
+        if cfg.run.threads:
+            torch.set_num_threads(cfg.run.threads)
+        _seed_everything(cfg.run.seed)
+        self.run_dir = RunDir(cfg.run_dir)
+        device = resolve_device(cfg.run.device)
+        self.policy = load_policy(resolve_model_path(cfg.model.path), device=device, dtype=cfg.model.dtype)
+        self.policy.model.eval()  # no dropout: sampling and training must see the same function
+        self.ref_model = _frozen_copy(self.policy.model) if cfg.algo.kl_coef > 0 else None
+        self.train_set, self.eval_set = load_problems(cfg.data)
+        self.backend = HFGenerateBackend(
+            self.policy.model,
+            self.policy.tokenizer,
+            format_prompt=prompt_templates.get(cfg.data.template),
+            token_budget=cfg.rollout.token_budget,
+        )
+        self.selector = selectors.get("uniform")(self.train_set, seed=cfg.run.seed)
+        self.reward_fn = reward_functions.get(cfg.algo.reward)
+        self.estimator = advantage_estimators.get(cfg.algo.advantage)
+        self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
+        self.update_settings = UpdateSettings(
+            loss=cfg.algo.loss,
+            loss_args=dict(cfg.algo.loss_args),
+            agg=cfg.algo.agg,
+            temperature=cfg.rollout.temperature,
+            ppo_epochs=cfg.trainer.ppo_epochs,
+            mini_batches=cfg.trainer.mini_batches,
+            micro_batch_size=cfg.trainer.micro_batch_size,
+            grad_clip=cfg.trainer.grad_clip,
+            kl_coef=cfg.algo.kl_coef,
+            kl_estimator=cfg.algo.kl_estimator,
+            entropy_coef=cfg.algo.entropy_coef,
+        )
+        self.sampling = SamplingParams(
+            cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
+        )
+        self.eval_protocol = protocol_of(cfg)
+        self.counters = Counters()
+
+    # ---------------------------------------------------------------------------------------------------
+    def run(self, *, resume: bool = False) -> RunDir:
+        """Train to `trainer.max_steps` (or the time limit); returns the run directory with its report."""
+        cfg = self.config
+        start = self._resume() if resume else self._start()
+        metrics_log = MetricsLog(self.run_dir.metrics_path, tensorboard=cfg.run.tensorboard)
+        stats = StatsStore(self.run_dir.stats_path)
+        # A resumed run rewrites what came after its checkpoint; a fresh one clears a killed run's leftovers.
+        keep_through = start if resume else -1
+        metrics_log.truncate_after(keep_through)
+        stats.truncate_after(keep_through)
+        with metrics_log, stats, ProgressDisplay(cfg.trainer.max_steps, start, enabled=cfg.run.progress) as display:
+            if start == 0 and cfg.eval.at_start:
+                metrics_log.log(0, {**self.counters.metrics(), **self._evaluate(display)})
+            for step in range(start + 1, cfg.trainer.max_steps + 1):
+                began = time.perf_counter()
+                batch, metrics = self.step(step)
+                self.counters.train_elapsed += time.perf_counter() - began
+                stats.record(step, prompt_stats(batch))
+                last = step == cfg.trainer.max_steps or self._out_of_time()
+                if last or (cfg.eval.every and step % cfg.eval.every == 0):
+                    metrics.update(self._evaluate(display))
+                metrics_log.log(step, {**metrics, **self.counters.metrics()})
+                if last or (cfg.trainer.checkpoint_every and step % cfg.trainer.checkpoint_every == 0):
+                    self._checkpoint(step)
+                display.update(step, metrics)
+                if last:
+                    break
+        write_report(self.run_dir, title=f"frugalrl run {cfg.run.name}")
+        return self.run_dir
+
+    def step(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
+        """One RL step; returns the scored batch and the step's metrics."""
+        cfg, timings = self.config, {}
+        self.counters.step = step
+        with _timed(timings, "time/select"):
+            problems = self.selector.select(step, cfg.trainer.prompts_per_step)
+        with _timed(timings, "time/generate"):
+            batch = self.backend.generate(problems, self.sampling)
+        with _timed(timings, "time/score"):
+            score_batch(batch, self.reward_fn)
+        self.selector.observe(step, batch)
+        inputs = AdvantageInputs.of(batch.rewards, batch.group_index, correct=batch.correct)
+        adv = self.estimator(inputs, **cfg.algo.advantage_args)
+        train_batch = batch.select(adv.keep)
+        with _timed(timings, "time/update"):
+            update_metrics = policy_update(
+                self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
+                ref_model=self.ref_model,
+            )  # fmt: skip
+        self.scheduler.step()
+        self.counters.responses += batch.num_rows
+        self.counters.gen_tokens += int(batch.response_mask.sum())
+        self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
+        metrics = batch_metrics(batch, adv)
+        metrics.update({k: float(v) for k, v in update_metrics.items()})
+        metrics["trainer/lr"] = self.scheduler.get_last_lr()[0]
+        return batch, {**metrics, **timings}
+
+    # ---------------------------------------------------------------------------------------------------
+    def _evaluate(self, display: ProgressDisplay) -> dict[str, float]:
+        began = time.perf_counter()
+        problems = self.eval_set[: self.config.eval.num_problems]
+        metrics = held_out_metrics(self.backend, problems, self.eval_protocol, seed=self.config.run.seed)
+        self.counters.eval_elapsed += time.perf_counter() - began
+        display.evaluated(self.counters.step, metrics, self.eval_protocol.describe())
+        return metrics
+
+    def _out_of_time(self) -> bool:
+        limit = self.config.trainer.time_limit
+        return bool(limit) and self.counters.train_elapsed >= limit
+
+    def _start(self) -> int:
+        if self.run_dir.latest_checkpoint() is not None:
+            raise FileExistsError(
+                f"{self.run_dir.path} already holds a run; pass --resume to continue it, "
+                "or choose another run.name / run.dir"
+            )
+        atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
+        return 0
+
+    def _resume(self) -> int:
+        path = self.run_dir.latest_checkpoint()
+        if path is None:
+            raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir.checkpoints_dir}")
+        loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        self.selector.load_state_dict(loop["selector"])
+        self.counters = Counters(**loop["counters"])
+        return self.counters.step
+
+    def _checkpoint(self, step: int) -> None:
+        loop = {"counters": asdict(self.counters), "selector": self.selector.state_dict()}
+        save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
+
+
+class _timed:
+    """Adds the seconds spent in the block to `timings[key]`."""
+
+    def __init__(self, timings: dict[str, float], key: str) -> None:
+        self.timings, self.key = timings, key
+
+    def __enter__(self) -> None:
+        self.began = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    ref = copy.deepcopy(model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def train(config: Config, *, resume: bool = False) -> Path:
+    """Run the configured training; returns the run directory."""
+    return Trainer(config).run(resume=resume).path

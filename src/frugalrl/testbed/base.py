@@ -1,0 +1,127 @@
+"""The testbed base model: built by supervised warm start, cached by recipe hash, shipped with the package.
+
+``ensure_base()`` is the entry point: it returns the base shipped in ``testbed/assets/base`` when that was
+built from the default recipe, else a cached build under ``$FRUGALRL_CACHE/testbed/<hash>`` (default
+``~/.cache/frugalrl``), building it on first use. The shipped base is regenerated with
+``frugalrl testbed build --shipped``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from frugalrl.testbed.model import build_model, n_params
+from frugalrl.testbed.recipe import BUILD_VERSION, Recipe
+from frugalrl.testbed.sft import train_phase
+from frugalrl.testbed.tokenizer import build_tokenizer
+
+SHIPPED_BASE = Path(__file__).parent / "assets" / "base"
+RECIPE_FILE = "recipe.json"  # written last: a directory without it is an unfinished build
+
+
+def cache_root() -> Path:
+    """``$FRUGALRL_CACHE`` if set, else ``~/.cache/frugalrl``."""
+    env = os.environ.get("FRUGALRL_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "frugalrl"
+
+
+def read_recipe_record(path: str | Path) -> dict | None:
+    """The ``recipe.json`` record of a saved base (hash, recipe, build facts), or None if absent."""
+    file = Path(path) / RECIPE_FILE
+    return json.loads(file.read_text()) if file.is_file() else None
+
+
+def build_base(recipe: Recipe | None = None, out_dir: str | Path | None = None, *, progress: bool = True,
+               threads: int | None = None) -> Path:
+    """Trains the base of `recipe` (default `Recipe()`) and saves it, HF format, to `out_dir`.
+
+    `out_dir` defaults to the cache directory of the recipe's hash. The build writes into a temporary
+    sibling and renames it into place, so an interrupted build never leaves a directory that looks
+    finished. `threads`, if given, sets torch's CPU threads for the build (restored afterwards; the shipped
+    base used 2). Results are bit-reproducible for a given recipe, thread count and machine.
+    """
+    recipe = recipe or Recipe()
+    out = Path(out_dir) if out_dir is not None else cache_root() / "testbed" / recipe.hash()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        tokenizer = build_tokenizer()
+        model = build_model(tokenizer, preset=recipe.preset, arch=recipe.arch, seed=recipe.seed)
+        phase_losses = _train_all(model, tokenizer, recipe, progress)
+        record = {
+            "hash": recipe.hash(),
+            "build_version": BUILD_VERSION,
+            "recipe": recipe.to_dict(),
+            "build": {
+                "seconds": round(time.perf_counter() - start, 1),
+                "threads": torch.get_num_threads(),
+                "n_params": n_params(model),
+                # per phase: mean loss over its first 10 and last 50 steps
+                "loss_start": [round(sum(ls[:10]) / len(ls[:10]), 4) for ls in phase_losses],
+                "loss_end": [round(sum(ls[-50:]) / len(ls[-50:]), 4) for ls in phase_losses],
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "machine": platform.machine(),
+            },
+        }
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / RECIPE_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        # mkdtemp (and safetensors) create owner-only files; a cache or a shipped asset should be readable
+        tmp.chmod(0o755)
+        for file in tmp.iterdir():
+            file.chmod(0o644)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+        return out
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train_all(model, tokenizer, recipe: Recipe, progress: bool) -> list[list[float]]:
+    total = sum(p.steps for p in recipe.phases)
+    columns = (TextColumn("[bold]testbed base[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task("", total=total, loss=float("nan"))
+        losses = []
+        for i in range(len(recipe.phases)):
+            bar.update(task, description=f"phase {i + 1}/{len(recipe.phases)}")
+            losses.append(train_phase(model, recipe, i, tokenizer,
+                                      on_step=lambda _, loss: bar.update(task, advance=1, loss=loss)))
+    return losses
+
+
+def ensure_base(recipe: Recipe | None = None, cache_dir: str | Path | None = None, *,
+                progress: bool = True, threads: int | None = None) -> Path:
+    """Directory of the base for `recipe` (default recipe if None), building and caching it if needed.
+
+    Prefers the shipped base when its recorded hash is the recipe's; then ``<cache_dir>/testbed/<hash>``
+    (`cache_dir` defaults to `cache_root()`); else builds there (about 10 minutes on 2 CPU threads).
+    """
+    recipe = recipe or Recipe()
+    digest = recipe.hash()
+    shipped = read_recipe_record(SHIPPED_BASE)
+    if shipped is not None and shipped["hash"] == digest:
+        return SHIPPED_BASE
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    cached = root / "testbed" / digest
+    record = read_recipe_record(cached)
+    if record is not None and record["hash"] == digest:
+        return cached
+    return build_base(recipe, cached, progress=progress, threads=threads)

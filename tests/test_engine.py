@@ -1,0 +1,163 @@
+"""Engine pieces on a micro model: rollout masks, log-probs, the update, selector, evaluation metrics."""
+
+import math
+from itertools import combinations
+
+import pytest
+import torch
+
+from frugalrl.data import make_problems, plain_prompt
+from frugalrl.engine.policy import Policy, load_policy, response_logprobs, sequence_inputs
+from frugalrl.engine.rollout import HFGenerateBackend, SamplingParams, response_mask_and_truncation
+from frugalrl.engine.update import UpdateSettings, policy_update
+from frugalrl.eval import pass_at_k
+from frugalrl.selection import UniformSelector
+from frugalrl.testbed import build_model, build_tokenizer
+
+covers = pytest.mark.covers
+
+
+@pytest.fixture(scope="module")
+def micro_policy() -> Policy:
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    return Policy(build_model(tokenizer, preset="micro", seed=0), tokenizer)
+
+
+@pytest.fixture(scope="module")
+def micro_batch(micro_policy):
+    torch.manual_seed(1)
+    backend = HFGenerateBackend(micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt, token_budget=300)
+    problems = make_problems(5, seed=3)  # questions of different lengths → real left padding
+    batch = backend.generate(problems, SamplingParams(n=3, temperature=1.0, max_new_tokens=12))
+    batch.rewards = torch.randn(batch.num_rows)
+    return batch
+
+
+def test_response_mask_includes_first_eos_and_flags_truncation():
+    eos = 2
+    ids = torch.tensor([[5, 6, 2, 0, 0], [5, 2, 9, 2, 9], [5, 6, 7, 8, 9]])
+    mask, truncated = response_mask_and_truncation(ids, eos)
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 1, 1]]
+    assert truncated.tolist() == [False, False, True]
+
+
+def test_generate_groups_rows_and_records_behaviour_logprobs(micro_policy, micro_batch):
+    batch = micro_batch
+    assert batch.num_rows == 15 and batch.group_index.tolist() == [i for i in range(5) for _ in range(3)]
+    assert batch.response_ids.shape[1] <= 12
+    # token budget 300 with prompt ~20 + 12 new tokens → several generate calls; rows still line up
+    assert all(batch.prompt_ids[i].equal(batch.prompt_ids[3 * (i // 3)]) for i in range(15))
+    logp, _ = response_logprobs(micro_policy.model, batch, temperature=1.0)
+    torch.testing.assert_close(logp, batch.behaviour_logp, atol=1e-5, rtol=1e-5)
+    assert torch.equal(batch.behaviour_logp[~batch.response_mask], torch.zeros(int((~batch.response_mask).sum())))
+
+
+def test_behaviour_logprobs_use_the_sampling_temperature(micro_policy, micro_batch):
+    logp_t1, _ = response_logprobs(micro_policy.model, micro_batch, temperature=1.0)
+    logp_t2, _ = response_logprobs(micro_policy.model, micro_batch, temperature=2.0)
+    assert not torch.allclose(logp_t1, logp_t2)
+
+
+def test_sequence_inputs_positions_start_at_zero_despite_left_padding(micro_batch):
+    input_ids, attention_mask, position_ids, prompt_width = sequence_inputs(micro_batch)
+    first_real = attention_mask.argmax(-1)
+    assert (position_ids[torch.arange(len(first_real)), first_real] == 0).all()
+    assert attention_mask[:, 0].any()  # columns of padding common to all rows were trimmed
+    assert input_ids.shape[1] == prompt_width + int(micro_batch.response_mask.sum(-1).max())
+
+
+def test_logprobs_are_independent_of_batch_composition(micro_policy, micro_batch):
+    full, _ = response_logprobs(micro_policy.model, micro_batch, temperature=1.0)
+    alone, _ = response_logprobs(micro_policy.model, micro_batch.select([4]), temperature=1.0)
+    torch.testing.assert_close(alone[0], full[4], atol=1e-5, rtol=1e-5)
+
+
+def _updated_params(policy, batch, settings):
+    model = build_model(policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    adv = batch.rewards
+    policy_update(model, optimizer, batch, adv, settings)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_update_with_micro_batches_equals_one_forward(micro_policy, micro_batch, agg):
+    whole = _updated_params(micro_policy, micro_batch, UpdateSettings(agg=agg, micro_batch_size=0))
+    split = _updated_params(micro_policy, micro_batch, UpdateSettings(agg=agg, micro_batch_size=4))
+    initial = torch.cat([p.detach().flatten() for p in build_model(micro_policy.tokenizer, preset="micro", seed=0).parameters()])
+    assert not torch.allclose(whole, initial)
+    torch.testing.assert_close(split, whole, atol=1e-6, rtol=1e-5)
+
+
+def test_update_with_zero_advantages_leaves_parameters_unchanged(micro_policy, micro_batch):
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.0)
+    metrics = policy_update(model, optimizer, micro_batch, torch.zeros(micro_batch.num_rows), UpdateSettings())
+    assert metrics["loss/grad_norm"].item() == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_update_on_an_empty_batch_is_no_step(micro_policy, micro_batch):
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    empty = micro_batch.select([])
+    assert empty.num_rows == 0
+    assert policy_update(model, optimizer, empty, torch.zeros(0), UpdateSettings()) == {}
+    assert not optimizer.state  # AdamW never stepped
+
+
+def test_update_with_several_mini_batches_reports_clipping(micro_policy, micro_batch):
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
+    settings = UpdateSettings(ppo_epochs=2, mini_batches=3, micro_batch_size=2)
+    metrics = policy_update(model, optimizer, micro_batch, micro_batch.rewards, settings, generator=torch.Generator().manual_seed(0))
+    assert 0 < metrics["loss/clip_frac"].item() < 1  # later mini-batches see a moved policy
+    assert math.isfinite(metrics["loss/entropy"].item())
+
+
+def test_kl_term_needs_a_reference_and_is_zero_against_itself(micro_policy, micro_batch):
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    ref = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    settings = UpdateSettings(kl_coef=0.1)
+    with pytest.raises(ValueError, match="reference"):
+        policy_update(model, optimizer, micro_batch, micro_batch.rewards, settings)
+    metrics = policy_update(model, optimizer, micro_batch, micro_batch.rewards, settings, ref_model=ref)
+    assert metrics["loss/kl"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_load_policy_reads_a_saved_model_directory(tmp_path, micro_policy, micro_batch):
+    micro_policy.save(tmp_path / "m")
+    loaded = load_policy(tmp_path / "m")
+    assert loaded.tokenizer.get_vocab() == micro_policy.tokenizer.get_vocab()
+    a, _ = response_logprobs(micro_policy.model, micro_batch, temperature=1.0)
+    b, _ = response_logprobs(loaded.model, micro_batch, temperature=1.0)
+    torch.testing.assert_close(a, b)
+
+
+@covers("prompt selector", "uniform")
+def test_selector_uniform_covers_each_epoch_once_and_resumes_exactly():
+    problems = make_problems(10, seed=0)
+    selector = UniformSelector(problems, seed=4)
+    first_epoch = selector.select(1, 4) + selector.select(2, 4) + selector.select(3, 2)
+    assert sorted(p.id for p in first_epoch) == sorted(p.id for p in problems)
+    state = selector.state_dict()
+    continued = [p.id for p in selector.select(4, 7)]
+    restored = UniformSelector(problems, seed=99)
+    restored.load_state_dict(state)
+    assert [p.id for p in restored.select(4, 7)] == continued
+    assert selector.epoch == 1
+
+
+def test_pass_at_k_matches_brute_force_over_subsets():
+    n, k = 6, 3
+    for c in range(n + 1):
+        outcomes = [1] * c + [0] * (n - c)
+        subsets = list(combinations(range(n), k))
+        brute = sum(any(outcomes[i] for i in s) for s in subsets) / len(subsets)
+        assert pass_at_k(n, c, k) == pytest.approx(brute)
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        pass_at_k(2, 1, 3)

@@ -1,0 +1,123 @@
+"""End-to-end: short GRPO runs on the shipped testbed base, checked for real effects."""
+
+import json
+
+import pytest
+import torch
+
+from frugalrl.cli import main
+from frugalrl.config import load_config
+from frugalrl.engine.checkpoint import MODEL_DIR
+from frugalrl.engine.policy import load_policy
+from frugalrl.engine.setup import load_problems
+from frugalrl.engine.trainer import Trainer
+from frugalrl.testbed import ensure_base
+from frugalrl.tracking import RunDir, StatsStore, read_metrics
+
+TINY = [
+    "model.path=testbed",
+    "run.progress=false",
+    "run.threads=2",
+    "data.train_size=200",
+    "data.eval_size=16",
+    "trainer.prompts_per_step=8",
+    "rollout.group_size=4",
+    "trainer.lr=3e-4",
+    "eval.num_problems=16",
+    "eval.k=2",
+]
+
+
+def _tiny(tmp_path, name, *extra):
+    return load_config(None, [*TINY, f"run.dir={tmp_path / name}", *extra])
+
+
+def _weights(path):
+    return {k: v.clone() for k, v in load_policy(path).model.state_dict().items()}
+
+
+def test_tiny_run_trains_logs_reports_and_checkpoints(tmp_path):
+    run = RunDir(Trainer(_tiny(tmp_path, "run", "trainer.max_steps=3", "eval.every=2")).run().path)
+    records = read_metrics(run.metrics_path)
+    assert [r["step"] for r in records] == [0, 1, 2, 3]
+    step = records[1]
+    for key in ("rollout/reward_mean", "rollout/accuracy", "data/frac_all_correct", "data/frac_all_wrong",
+                "loss/policy", "loss/entropy", "loss/grad_norm", "count/responses", "count/gen_tokens",
+                "count/train_tokens", "time/generate", "time/update", "time/train_elapsed"):
+        assert key in step, key
+    assert [r["count/responses"] for r in records] == [0, 32, 64, 96]
+    assert {"eval/avg@2", "eval/pass@2", "eval/greedy"} <= set(records[0]) & set(records[2]) & set(records[3])
+    assert "eval/avg@2" not in records[1]
+    assert 0 < records[0]["eval/pass@2"] < 1  # the base solves some held-out problems, not all
+    # the policy moved away from the base
+    trained, base = _weights(run.checkpoint_dir(3) / MODEL_DIR), _weights(ensure_base())
+    assert any(not torch.equal(trained[k], base[k]) for k in base)
+    assert run.report_path.is_file() and "held-out" in run.report_path.read_text().lower()
+    assert any(run.plots_dir.glob("*.png"))
+    with StatsStore(run.stats_path) as stats:
+        rates = stats.pass_rates()
+    assert len(rates) == 24 and all(samples == 4 for samples, _ in rates.values())
+    assert load_config(run.config_path) == _tiny(tmp_path, "run", "trainer.max_steps=3", "eval.every=2")
+
+
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
+    extra = ["trainer.max_steps=4", "trainer.checkpoint_every=2", "eval.every=3", "trainer.lr=1e-3"]
+    Trainer(_tiny(tmp_path, "whole", *extra)).run()
+    Trainer(_tiny(tmp_path, "killed", *extra)).run()
+    # a run killed after step 3 (its step-4 checkpoint never written), then resumed
+    run = RunDir(tmp_path / "killed")
+    for item in run.checkpoint_dir(4).iterdir():
+        item.unlink() if item.is_file() else __import__("shutil").rmtree(item)
+    run.checkpoint_dir(4).rmdir()
+    Trainer(_tiny(tmp_path, "killed", *extra)).run(resume=True)
+
+    def comparable(path):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_metrics(path)]
+
+    whole, resumed = comparable(tmp_path / "whole/metrics.jsonl"), comparable(run.metrics_path)
+    assert [r["step"] for r in resumed] == [0, 1, 2, 3, 4]
+    assert any(r.get("loss/grad_norm", 0) > 0 for r in whole)  # the runs really trained
+    assert resumed == whole
+    final_whole = _weights(tmp_path / "whole/checkpoints/step_4" / MODEL_DIR)
+    final_resumed = _weights(run.checkpoint_dir(4) / MODEL_DIR)
+    assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
+
+
+def test_starting_over_an_existing_run_requires_resume(tmp_path):
+    config = _tiny(tmp_path, "run", "trainer.max_steps=1", "eval.at_start=false")
+    Trainer(config).run()
+    with pytest.raises(FileExistsError, match="--resume"):
+        Trainer(config).run()
+
+
+def test_cli_train_then_eval_a_run_directory(tmp_path, capsys):
+    run_dir = tmp_path / "cli"
+    main(["train", *TINY, f"run.dir={run_dir}", "trainer.max_steps=1", "eval.at_start=false"])
+    capsys.readouterr()
+    main(["eval", "--model", str(run_dir), "eval.k=2", "eval.num_problems=8", "--json"])
+    metrics = json.loads(capsys.readouterr().out)
+    assert {"eval/avg@2", "eval/pass@2", "eval/greedy"} <= set(metrics)
+
+
+def test_cli_reports_config_errors_with_exit_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "trainer.lrr=1"])
+    assert exit_info.value.code == 2
+    assert "valid keys in section 'trainer'" in capsys.readouterr().err
+
+
+def test_cli_train_help_lists_config_keys(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = capsys.readouterr().out
+    assert "trainer.lr" in out and "AdamW learning rate" in out
+
+
+def test_file_dataset_feeds_training_with_a_held_out_part(tmp_path):
+    rows = [{"question": f"What is {i}+{i}?", "answer": str(2 * i)} for i in range(30)]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    config = load_config(None, ["data.source=file", f"data.path={path}", "data.eval_size=5"])
+    train, held_out = load_problems(config.data)
+    assert len(train) == 25 and len(held_out) == 5
+    assert not {p.id for p in train} & {p.id for p in held_out}
