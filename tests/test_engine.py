@@ -10,7 +10,7 @@ from frugalrl.data import make_problems, plain_prompt
 from frugalrl.engine.policy import Policy, load_policy, response_logprobs, sequence_inputs
 from frugalrl.engine.rollout import HFGenerateBackend, SamplingParams, response_mask_and_truncation
 from frugalrl.engine.update import UpdateSettings, policy_update
-from frugalrl.eval import pass_at_k
+from frugalrl.eval import EvalProtocol, evaluate, pass_at_k
 from frugalrl.selection import UniformSelector
 from frugalrl.testbed import build_model, build_tokenizer
 
@@ -27,7 +27,9 @@ def micro_policy() -> Policy:
 @pytest.fixture(scope="module")
 def micro_batch(micro_policy):
     torch.manual_seed(1)
-    backend = HFGenerateBackend(micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt, token_budget=300)
+    backend = HFGenerateBackend(
+        micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt, token_budget=300
+    )
     problems = make_problems(5, seed=3)  # questions of different lengths → real left padding
     batch = backend.generate(problems, SamplingParams(n=3, temperature=1.0, max_new_tokens=12))
     batch.rewards = torch.randn(batch.num_rows)
@@ -85,7 +87,9 @@ def _updated_params(policy, batch, settings):
 def test_update_with_micro_batches_equals_one_forward(micro_policy, micro_batch, agg):
     whole = _updated_params(micro_policy, micro_batch, UpdateSettings(agg=agg, micro_batch_size=0))
     split = _updated_params(micro_policy, micro_batch, UpdateSettings(agg=agg, micro_batch_size=4))
-    initial = torch.cat([p.detach().flatten() for p in build_model(micro_policy.tokenizer, preset="micro", seed=0).parameters()])
+    initial = torch.cat(
+        [p.detach().flatten() for p in build_model(micro_policy.tokenizer, preset="micro", seed=0).parameters()]
+    )
     assert not torch.allclose(whole, initial)
     torch.testing.assert_close(split, whole, atol=1e-6, rtol=1e-5)
 
@@ -112,7 +116,9 @@ def test_update_with_several_mini_batches_reports_clipping(micro_policy, micro_b
     model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
     optimizer = torch.optim.SGD(model.parameters(), lr=5.0)
     settings = UpdateSettings(ppo_epochs=2, mini_batches=3, micro_batch_size=2)
-    metrics = policy_update(model, optimizer, micro_batch, micro_batch.rewards, settings, generator=torch.Generator().manual_seed(0))
+    metrics = policy_update(
+        model, optimizer, micro_batch, micro_batch.rewards, settings, generator=torch.Generator().manual_seed(0)
+    )
     assert 0 < metrics["loss/clip_frac"].item() < 1  # later mini-batches see a moved policy
     assert math.isfinite(metrics["loss/entropy"].item())
 
@@ -161,3 +167,21 @@ def test_pass_at_k_matches_brute_force_over_subsets():
     assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
     with pytest.raises(ValueError):
         pass_at_k(2, 1, 3)
+
+
+def test_evaluate_reports_overall_and_every_level(micro_policy):
+    backend = HFGenerateBackend(micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt)
+    problems = make_problems(12, seed=0, split="test")
+    calls = []
+
+    def judge(batch):  # a stand-in verifier: every response of the first problem is correct
+        calls.append(batch.num_rows)
+        return [int(batch.group_index[i]) == 0 for i in range(batch.num_rows)]
+
+    metrics = evaluate(backend.generate, problems, judge, EvalProtocol(k=3, max_new_tokens=6))
+    assert calls == [36, 12]  # k samples per problem, then one greedy response each
+    assert metrics["eval/avg@3"] == pytest.approx(1 / 12) and metrics["eval/pass@3"] == pytest.approx(1 / 12)
+    assert metrics["eval/greedy"] == pytest.approx(1 / 12)
+    level_of_first = problems[0].level
+    assert metrics[f"eval/level_{level_of_first}/avg@3"] == 1.0
+    assert {k.split("/")[1] for k in metrics if k.count("/") == 2} == {f"level_{lv}" for lv in range(1, 13)}

@@ -15,9 +15,11 @@ import types
 
 import pytest
 
+from frugalrl.config import load_config
 from frugalrl.data import reasoning_gym as rg_adapter
 from frugalrl.data.reasoning_gym import load_reasoning_gym, reasoning_gym_strict_reward
-from frugalrl.rewards import extract_boxed
+from frugalrl.engine.setup import load_problems
+from frugalrl.rewards import extract_boxed, reward_functions
 
 
 class FakeDataset:
@@ -105,21 +107,40 @@ def test_entries_become_problems(fake_rg):
     # Ids: task name plus question hash, so stable; the repeated question (row 3 = row 0) gets "-2".
     assert first.id.startswith("rg-fake_sum-")
     assert problems[3].id == first.id + "-2"
-    assert [p.id for p in load_reasoning_gym("fake_sum", size=4, seed=10, modulus=7)] == [
-        p.id for p in problems
-    ]
+    assert [p.id for p in load_reasoning_gym("fake_sum", size=4, seed=10, modulus=7)] == [p.id for p in problems]
 
 
 def test_unknown_task_lists_valid_names(fake_rg):
-    with pytest.raises(
-        ValueError, match="unknown reasoning-gym task 'fake_sun'; valid tasks: fake_open, fake_sum"
-    ):
+    with pytest.raises(ValueError, match="unknown reasoning-gym task 'fake_sun'; valid tasks: fake_open, fake_sum"):
         load_reasoning_gym("fake_sun", size=2, seed=0)
 
 
 def test_unknown_option_lists_valid_options(fake_rg):
     with pytest.raises(TypeError, match="'fake_sum': .*valid options: size, seed, modulus"):
         load_reasoning_gym("fake_sum", size=2, seed=0, modulo=7)
+
+
+@pytest.mark.covers("reward function", "reasoning_gym_strict")
+def test_reward_reasoning_gym_strict_is_registered_and_strict(fake_rg):
+    problems = load_reasoning_gym("fake_sum", size=1, seed=40)  # gold "40"
+    fields = {key: [problems[0].fields[key]] * 2 for key in ("rg_task", "rg_config", "rg_entry")}
+    strict = reward_functions.get("reasoning_gym_strict")
+    assert strict(["\\boxed{40}", "\\boxed{x40}"], ["40", "40"], **fields) == [1.0, 0.0]
+
+
+def test_reasoning_gym_source_splits_one_draw_into_train_and_held_out(fake_rg):
+    config = load_config(
+        None,
+        [
+            "data.source=reasoning_gym",
+            "data.path=fake_sum",
+            "data.train_size=6",
+            "data.eval_size=2",
+            "algo.reward=reasoning_gym_strict",
+        ],
+    )
+    train, held_out = load_problems(config.data)
+    assert len(train) == 6 and len(held_out) == 2
 
 
 def test_strict_reward_pays_nothing_where_the_default_gives_partial_credit(fake_rg):

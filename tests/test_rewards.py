@@ -411,7 +411,8 @@ ANSWERS = ["5", "5", "5", r"\sqrt{2}/2"]
 
 
 def test_reward_registry_lists_the_reward_functions():
-    assert set(reward_functions.names()) == {"correctness", "correctness_pm1", "limr"}
+    # task packages may add their own (frugalrl.data registers reasoning_gym_strict)
+    assert {"correctness", "correctness_pm1", "limr"} <= set(reward_functions.names())
 
 
 @pytest.mark.covers("reward function", "correctness")

@@ -41,9 +41,21 @@ def test_tiny_run_trains_logs_reports_and_checkpoints(tmp_path):
     records = read_metrics(run.metrics_path)
     assert [r["step"] for r in records] == [0, 1, 2, 3]
     step = records[1]
-    for key in ("rollout/reward_mean", "rollout/accuracy", "data/frac_all_correct", "data/frac_all_wrong",
-                "loss/policy", "loss/entropy", "loss/grad_norm", "count/responses", "count/gen_tokens",
-                "count/train_tokens", "time/generate", "time/update", "time/train_elapsed"):
+    for key in (
+        "rollout/reward_mean",
+        "rollout/accuracy",
+        "data/frac_all_correct",
+        "data/frac_all_wrong",
+        "loss/policy",
+        "loss/entropy",
+        "loss/grad_norm",
+        "count/responses",
+        "count/gen_tokens",
+        "count/train_tokens",
+        "time/generate",
+        "time/update",
+        "time/train_elapsed",
+    ):
         assert key in step, key
     assert [r["count/responses"] for r in records] == [0, 32, 64, 96]
     assert {"eval/avg@2", "eval/pass@2", "eval/greedy"} <= set(records[0]) & set(records[2]) & set(records[3])

@@ -47,11 +47,13 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("arithmetic", "arithmetic (built-in procedural task) or file (JSONL/JSON/Parquet/CSV/Hub)")
-    path: str | None = _f(None, "training data file or Hub dataset name (source=file)")
+    source: str = _f("arithmetic", "arithmetic (built-in), file (JSONL/JSON/Parquet/CSV/Hub) or reasoning_gym")
+    path: str | None = _f(None, "data file or Hub dataset name (source=file); task name (source=reasoning_gym)")
     subset: str | None = _f(None, "Hub dataset configuration, e.g. 'main' for GSM8K")
     split: str = _f("train", "split of `path` to train on (Hub datasets; a file is one split)")
-    eval_path: str | None = _f(None, "held-out file or Hub name (default: eval_split of a Hub `path`, or a part of a file)")
+    eval_path: str | None = _f(
+        None, "held-out file or Hub name (default: eval_split of a Hub `path`, or a part of a file)"
+    )
     eval_split: str = _f("test", "split of the held-out Hub dataset")
     seed: int = _f(0, "seed of the problem pool and of a file's held-out split (fixed across runs, like a dataset)")
     train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)")
@@ -66,10 +68,12 @@ class DataConfig:
     on_bad_answer: str = _f("error", "a row whose answer cannot be parsed: error or skip")
 
     def __post_init__(self) -> None:
-        _check_choice("data.source", self.source, ["arithmetic", "file"])
+        _check_choice("data.source", self.source, ["arithmetic", "file", "reasoning_gym"])
         _check_min("data.eval_size", self.eval_size, 1)
         if self.source == "file" and not self.path:
             raise ValueError("data.source=file needs data.path (a JSONL/JSON/Parquet/CSV file or Hub name)")
+        if self.source == "reasoning_gym" and not self.path:
+            raise ValueError("data.source=reasoning_gym needs data.path, the task name (e.g. basic_arithmetic)")
 
 
 @dataclass
@@ -102,6 +106,7 @@ class AlgoConfig:
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
 
     def __post_init__(self) -> None:
+        import frugalrl.data  # noqa: F401 - registers the rewards that belong to a task (reasoning_gym_strict)
         from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
         from frugalrl.rewards import reward_functions
 

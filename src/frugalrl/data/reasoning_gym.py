@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from frugalrl.data.files import unique_ids
-from frugalrl.rewards import extract_boxed
+from frugalrl.rewards import extract_boxed, reward_functions
 from frugalrl.types import Problem
 
 INSTALL_HINT = "pip install frugalrl[reasoning-gym]"
@@ -73,6 +73,7 @@ def load_reasoning_gym(task_name: str, *, size: int, seed: int, **task_kwargs: A
     ]
 
 
+@reward_functions.register("reasoning_gym_strict")
 def reasoning_gym_strict_reward(
     completions: Sequence[str],
     answers: Sequence[str],

@@ -36,6 +36,12 @@ def load_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
         train = make_problems(cfg.train_size, seed=cfg.seed, levels=levels, split="train")
         held_out = make_problems(cfg.eval_size, seed=cfg.seed, levels=levels, split="test")
         return train, held_out
+    if cfg.source == "reasoning_gym":
+        from frugalrl.data.reasoning_gym import load_reasoning_gym
+
+        # One procedural draw, the first eval_size problems held out (reward: algo.reward=reasoning_gym_strict).
+        problems = load_reasoning_gym(cfg.path, size=cfg.train_size + cfg.eval_size, seed=cfg.seed)
+        return problems[cfg.eval_size :], problems[: cfg.eval_size]
     return _file_problems(cfg)
 
 

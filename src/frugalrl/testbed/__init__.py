@@ -6,7 +6,6 @@ custom `Recipe`. Prompts are formatted with `frugalrl.data.templates.plain_promp
 """
 
 from frugalrl.testbed.base import SHIPPED_BASE, build_base, cache_root, ensure_base, read_recipe_record
-from frugalrl.testbed.evaluate import EvalResult, LevelScores, evaluate, generate, is_correct
 from frugalrl.testbed.model import MODEL_PRESETS, build_model, model_config, n_params
 from frugalrl.testbed.recipe import Recipe, SFTPhase
 from frugalrl.testbed.tokenizer import build_tokenizer
@@ -14,8 +13,6 @@ from frugalrl.testbed.tokenizer import build_tokenizer
 __all__ = [
     "MODEL_PRESETS",
     "SHIPPED_BASE",
-    "EvalResult",
-    "LevelScores",
     "Recipe",
     "SFTPhase",
     "build_base",
@@ -23,9 +20,6 @@ __all__ = [
     "build_tokenizer",
     "cache_root",
     "ensure_base",
-    "evaluate",
-    "generate",
-    "is_correct",
     "model_config",
     "n_params",
     "read_recipe_record",
