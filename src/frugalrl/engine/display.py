@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 
 class ProgressDisplay:
     """Step counter with ETA, last reward and accuracy, and the latest held-out accuracy."""
 
-    def __init__(self, total_steps: int, start: int, *, enabled: bool = True, console: Console | None = None):
+    def __init__(
+        self,
+        total_steps: int,
+        start: int,
+        *,
+        time_limit: float = 0.0,
+        enabled: bool = True,
+        console: Console | None = None,
+    ):
         self.console = console or Console(stderr=True)
         self.enabled = enabled
+        # A run bounded by training time advances the bar by seconds, so its ETA means something.
+        self.time_limit = time_limit
+        unit = "[bold]train time" if time_limit else "[bold]step"
         self.progress = Progress(
-            TextColumn("[bold]step"),
-            MofNCompleteColumn(),
+            TextColumn(unit),
             BarColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
@@ -23,7 +33,8 @@ class ProgressDisplay:
             console=self.console,
             disable=not enabled,
         )
-        self.task = self.progress.add_task("train", total=total_steps, completed=start, status="")
+        total = time_limit or total_steps
+        self.task = self.progress.add_task("train", total=total, completed=0 if time_limit else start, status="")
         self.held_out = ""
 
     def __enter__(self) -> ProgressDisplay:
@@ -33,12 +44,13 @@ class ProgressDisplay:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def update(self, step: int, metrics: dict[str, float]) -> None:
+    def update(self, step: int, metrics: dict[str, float], train_elapsed: float) -> None:
         status = (
-            f"reward {metrics.get('rollout/reward_mean', float('nan')):.3f}  "
+            f"step {step}  reward {metrics.get('rollout/reward_mean', float('nan')):.3f}  "
             f"acc {metrics.get('rollout/accuracy', float('nan')):.3f}{self.held_out}"
         )
-        self.progress.update(self.task, completed=step, status=status)
+        completed = min(train_elapsed, self.time_limit) if self.time_limit else step
+        self.progress.update(self.task, completed=completed, status=status)
 
     def evaluated(self, step: int, metrics: dict[str, float], protocol: str) -> None:
         headline = {k.removeprefix("eval/"): v for k, v in metrics.items() if k.count("/") == 1}

@@ -107,7 +107,13 @@ class Trainer:
         keep_through = start if resume else -1
         metrics_log.truncate_after(keep_through)
         stats.truncate_after(keep_through)
-        with metrics_log, stats, ProgressDisplay(cfg.trainer.max_steps, start, enabled=cfg.run.progress) as display:
+        with (
+            metrics_log,
+            stats,
+            ProgressDisplay(
+                cfg.trainer.max_steps, start, time_limit=cfg.trainer.time_limit, enabled=cfg.run.progress
+            ) as display,
+        ):
             if start == 0 and cfg.eval.at_start:
                 metrics_log.log(0, {**self.counters.metrics(), **self._evaluate(display)})
             for step in range(start + 1, cfg.trainer.max_steps + 1):
@@ -121,7 +127,7 @@ class Trainer:
                 metrics_log.log(step, {**metrics, **self.counters.metrics()})
                 if last or (cfg.trainer.checkpoint_every and step % cfg.trainer.checkpoint_every == 0):
                     self._checkpoint(step)
-                display.update(step, metrics)
+                display.update(step, metrics, self.counters.train_elapsed)
                 if last:
                     break
         write_report(self.run_dir, title=f"frugalrl run {cfg.run.name}")
