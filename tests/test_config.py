@@ -20,7 +20,7 @@ def test_overrides_apply_on_top_of_defaults():
     ("override", "message"),
     [
         ("trainer.lrr=1", "unknown config key 'trainer.lrr'; valid keys in section 'trainer': max_steps"),
-        ("trainr.lr=1", "valid keys in the top level: run, model, data, rollout, algo, trainer, eval"),
+        ("trainr.lr=1", "valid keys in the top level: run, model, data, rollout, algo, select, trainer, eval"),
         ("algo.loss=clipd", "unknown policy loss 'clipd'; valid names: clipped, nll, rr_offpolicy"),
         ("algo.advantage=ppo", "valid names: gae, grpo, raft, reinforce, reinforce_rej, rloo"),
         ("algo.loss_args={eps_hi: 0.3}", "unknown arguments ['eps_hi'] for clipped_policy_loss; valid: eps_low"),
@@ -68,4 +68,22 @@ def test_every_recipe_in_configs_loads(recipe):
 
 
 def test_recipes_exist():
-    assert {"grpo"} <= {r.stem for r in RECIPES}
+    assert {"grpo", "grpo_filter"} <= {r.stem for r in RECIPES}
+
+
+def test_recipe_inherits_and_overrides_its_parent(tmp_path):
+    (tmp_path / "base.yaml").write_text("trainer:\n  lr: 1.0e-4\n  max_steps: 7\n")
+    (tmp_path / "child.yaml").write_text("inherit: base.yaml\ntrainer:\n  lr: 5.0e-5\n")
+    config = load_config(tmp_path / "child.yaml", ["run.seed=3"])
+    assert (config.trainer.lr, config.trainer.max_steps, config.run.seed) == (5e-5, 7, 3)
+    (tmp_path / "loop.yaml").write_text("inherit: loop.yaml\n")
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_filter_recipe_adds_dynamic_sampling_to_grpo():
+    grpo, filtered = (
+        load_config(Path(__file__).parent.parent / "configs" / f"{n}.yaml") for n in ("grpo", "grpo_filter")
+    )
+    assert filtered.select.filters == ["drop_zero_variance"] and filtered.select.dynamic_sampling
+    assert filtered.trainer == grpo.trainer and filtered.data == grpo.data

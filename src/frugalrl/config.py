@@ -119,6 +119,25 @@ class AlgoConfig:
 
 
 @dataclass
+class SelectConfig:
+    selector: str = _f("uniform", "prompt selector (frugalrl.selection.selectors)")
+    filters: list[str] = _f([], "group filters applied before the update: drop_all_correct, drop_all_wrong, ...")
+    filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering")
+    dynamic_sampling: bool = _f(False, "keep sampling prompts until B groups pass the filters (DAPO)")
+    max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling")
+
+    def __post_init__(self) -> None:
+        from frugalrl.selection import group_filters, selectors
+
+        selectors.get(self.selector)
+        for name in self.filters:
+            group_filters.get(name)
+        _check_min("select.max_rounds", self.max_rounds, 1)
+        if self.dynamic_sampling and not self.filters:
+            raise ValueError("select.dynamic_sampling needs select.filters (e.g. [drop_zero_variance])")
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = _f(100, "number of RL steps (one batch of prompts each)")
     time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)")
@@ -159,6 +178,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
@@ -175,9 +195,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Defaults ← YAML recipe at `path` ← dotted `overrides` ("trainer.lr=3e-5"), validated."""
     layers = [OmegaConf.structured(Config)]
     if path is not None:
-        if not Path(path).is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        layers.append(OmegaConf.load(path))
+        layers += _recipe_layers(Path(path))
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
@@ -191,6 +209,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise ConfigError(f"invalid value for {err.full_key}: {str(err.msg).splitlines()[0]}") from None
     except (ValueError, KeyError) as err:  # a section's __post_init__ check, or an unknown registry name
         raise ConfigError(str(err).strip("'\"")) from None
+
+
+def _recipe_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
+    """The recipe at `path`, preceded by the recipe it names in `inherit:` (relative to its own folder), so a
+    variant states only what it changes: `inherit: grpo.yaml` then `select: {filters: [drop_all_wrong]}`."""
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path.resolve() in seen:
+        raise ConfigError(f"config file {path} inherits from itself")
+    recipe = OmegaConf.load(path)
+    parent = recipe.pop("inherit", None)
+    if parent is None:
+        return [recipe]
+    return [*_recipe_layers(path.parent / str(parent), (*seen, path.resolve())), recipe]
 
 
 def to_yaml(config: Config) -> str:

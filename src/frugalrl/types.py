@@ -83,3 +83,37 @@ class RolloutBatch:
             rewards=None if self.rewards is None else self.rewards[rows],
             correct=None if self.correct is None else self.correct[rows],
         )
+
+
+def concat_batches(batches: list[RolloutBatch], *, pad_id: int = 0) -> RolloutBatch:
+    """One batch from several (e.g. the rounds of dynamic sampling): prompts re-padded on the left,
+    responses on the right, group ids offset so groups stay distinct. Padding is masked, so `pad_id` only
+    has to be a valid token id."""
+    if len(batches) == 1:
+        return batches[0]
+    prompt_width = max(b.prompt_ids.shape[1] for b in batches)
+    response_width = max(b.response_ids.shape[1] for b in batches)
+
+    def left(x: Tensor, value: float) -> Tensor:
+        return torch.nn.functional.pad(x, (prompt_width - x.shape[1], 0), value=value)
+
+    def right(x: Tensor, value: float) -> Tensor:
+        return torch.nn.functional.pad(x, (0, response_width - x.shape[1]), value=value)
+
+    offsets = [0]
+    for b in batches[:-1]:
+        offsets.append(offsets[-1] + len(b.problems))
+    scored = all(b.rewards is not None for b in batches)
+    return RolloutBatch(
+        problems=[p for b in batches for p in b.problems],
+        group_index=torch.cat([b.group_index + off for b, off in zip(batches, offsets, strict=True)]),
+        prompt_ids=torch.cat([left(b.prompt_ids, pad_id) for b in batches]),
+        prompt_mask=torch.cat([left(b.prompt_mask, False) for b in batches]),
+        response_ids=torch.cat([right(b.response_ids, pad_id) for b in batches]),
+        response_mask=torch.cat([right(b.response_mask, False) for b in batches]),
+        behaviour_logp=torch.cat([right(b.behaviour_logp, 0.0) for b in batches]),
+        truncated=torch.cat([b.truncated for b in batches]),
+        completions=[c for b in batches for c in b.completions],
+        rewards=torch.cat([b.rewards for b in batches]) if scored else None,
+        correct=torch.cat([b.correct for b in batches]) if scored else None,
+    )

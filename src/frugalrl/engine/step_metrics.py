@@ -27,8 +27,9 @@ def score_batch(batch: RolloutBatch, reward_fn: RewardFunction) -> None:
     batch.correct = batch.rewards > 0  # [N]
 
 
-def batch_metrics(batch: RolloutBatch, adv: Advantages) -> dict[str, float]:
-    """rollout/ (what was sampled), data/ (how much of it can teach), adv/ (what the update sees)."""
+def batch_metrics(batch: RolloutBatch, adv: Advantages, *, trained_rows: int) -> dict[str, float]:
+    """rollout/ and data/ over every generated response (what was sampled, how much of it can teach);
+    adv/ over the rows the update sees (`adv` is the estimator's output on the filtered batch)."""
     lengths = batch.response_mask.sum(-1).float()  # [N]
     share = group_stats(batch.correct.double(), batch.group_index)  # share of correct responses per group
     kept_adv = adv.advantages[adv.keep]
@@ -40,7 +41,7 @@ def batch_metrics(batch: RolloutBatch, adv: Advantages) -> dict[str, float]:
         "rollout/truncated_frac": batch.truncated.float().mean().item(),
         "data/frac_all_correct": (share.mean == 1).double().mean().item(),
         "data/frac_all_wrong": (share.mean == 0).double().mean().item(),
-        "data/kept_frac": adv.keep.float().mean().item(),
+        "data/kept_frac": trained_rows / batch.num_rows,
         # a step whose policy gradient can be non-zero: some kept response has a non-zero advantage
         "data/effective_step": float(bool((kept_adv != 0).any())),
         "adv/mean": kept_adv.mean().item() if kept_adv.numel() else 0.0,

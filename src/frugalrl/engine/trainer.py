@@ -11,11 +11,13 @@ from __future__ import annotations
 import copy
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import Config, to_yaml
@@ -29,9 +31,9 @@ from frugalrl.engine.setup import build_optimizer, load_problems, resolve_device
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
 from frugalrl.engine.update import UpdateSettings, policy_update
 from frugalrl.rewards import reward_functions
-from frugalrl.selection import selectors
+from frugalrl.selection import apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
-from frugalrl.types import RolloutBatch
+from frugalrl.types import RolloutBatch, concat_batches
 
 
 @dataclass
@@ -73,7 +75,7 @@ class Trainer:
             format_prompt=prompt_templates.get(cfg.data.template),
             token_budget=cfg.rollout.token_budget,
         )
-        self.selector = selectors.get("uniform")(self.train_set, seed=cfg.run.seed)
+        self.selector = selectors.get(cfg.select.selector)(self.train_set, seed=cfg.run.seed)
         self.reward_fn = reward_functions.get(cfg.algo.reward)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
@@ -95,6 +97,7 @@ class Trainer:
         )
         self.eval_protocol = protocol_of(cfg)
         self.counters = Counters()
+        self._warned_short = False
 
     # ---------------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> RunDir:
@@ -134,19 +137,14 @@ class Trainer:
         return self.run_dir
 
     def step(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
-        """One RL step; returns the scored batch and the step's metrics."""
+        """One RL step; returns the scored batch (every generated response) and the step's metrics."""
         cfg, timings = self.config, {}
         self.counters.step = step
-        with _timed(timings, "time/select"):
-            problems = self.selector.select(step, cfg.trainer.prompts_per_step)
-        with _timed(timings, "time/generate"):
-            batch = self.backend.generate(problems, self.sampling)
-        with _timed(timings, "time/score"):
-            score_batch(batch, self.reward_fn)
-        self.selector.observe(step, batch)
-        inputs = AdvantageInputs.of(batch.rewards, batch.group_index, correct=batch.correct)
+        batch, passed, rounds = self._rollout(step, timings)
+        filtered = batch.select(passed)
+        inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
         adv = self.estimator(inputs, **cfg.algo.advantage_args)
-        train_batch = batch.select(adv.keep)
+        train_batch = filtered.select(adv.keep)
         with _timed(timings, "time/update"):
             update_metrics = policy_update(
                 self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
@@ -156,10 +154,50 @@ class Trainer:
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
         self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
-        metrics = batch_metrics(batch, adv)
+        metrics = batch_metrics(batch, adv, trained_rows=train_batch.num_rows)
+        metrics["data/sampling_rounds"] = rounds
+        metrics["data/filtered_responses"] = int((~passed).sum())
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics["trainer/lr"] = self.scheduler.get_last_lr()[0]
         return batch, {**metrics, **timings}
+
+    def _rollout(self, step: int, timings: dict[str, float]) -> tuple[RolloutBatch, Tensor, int]:
+        """Select → generate → score → filter, repeated while dynamic sampling still lacks B groups.
+
+        Returns every generated response, the rows that passed the group filters [N] and the rounds used.
+        With dynamic sampling, surplus groups of the last round are dropped so the update sees B groups;
+        if the rounds run out first, the step trains on the groups it has (logged, and warned once).
+        """
+        select, num_prompts = self.config.select, self.config.trainer.prompts_per_step
+        batches, keeps, groups_passed, rounds = [], [], 0, 0
+        while True:
+            rounds += 1
+            with _timed(timings, "time/select"):
+                problems = self.selector.select(step, num_prompts)
+            with _timed(timings, "time/generate"):
+                batch = self.backend.generate(problems, self.sampling)
+            with _timed(timings, "time/score"):
+                score_batch(batch, self.reward_fn)
+            self.selector.observe(step, batch)
+            keep = apply_filters(select.filters, batch.correct, batch.group_index, tol=select.filter_tol)
+            batches.append(batch)
+            keeps.append(keep)
+            groups_passed += len(batch.group_index[keep].unique())
+            if not select.dynamic_sampling or groups_passed >= num_prompts or rounds >= select.max_rounds:
+                break
+        batch = concat_batches(batches, pad_id=self.policy.tokenizer.pad_token_id)
+        passed = torch.cat(keeps)
+        if select.dynamic_sampling:
+            passed &= _first_groups(batch.group_index, passed, num_prompts)
+            if groups_passed < num_prompts and not self._warned_short:
+                warnings.warn(
+                    f"step {step}: only {groups_passed} of {num_prompts} groups passed {select.filters} after "
+                    f"{rounds} rounds; training on those (raise select.max_rounds, or the data has run out "
+                    "of informative prompts)",
+                    stacklevel=2,
+                )
+                self._warned_short = True
+        return batch, passed, rounds
 
     # ---------------------------------------------------------------------------------------------------
     def _evaluate(self, display: ProgressDisplay) -> dict[str, float]:
@@ -195,6 +233,12 @@ class Trainer:
     def _checkpoint(self, step: int) -> None:
         loop = {"counters": asdict(self.counters), "selector": self.selector.state_dict()}
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
+
+
+def _first_groups(group_index: Tensor, passed: Tensor, limit: int) -> Tensor:
+    """[N]: rows whose group is among the first `limit` groups (in group order) that passed."""
+    kept_groups = group_index[passed].unique()[:limit]  # unique() sorts: earlier rounds first
+    return torch.isin(group_index, kept_groups)
 
 
 class _timed:
