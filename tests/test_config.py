@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from frugalrl.config import Config, ConfigError, describe, load_config, to_yaml
+from frugalrl.config import Config, ConfigError, config_changes, describe, load_config, to_yaml
 
 RECIPES = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -30,6 +30,13 @@ def test_overrides_apply_on_top_of_defaults():
         ("algo.reward=exact", "unknown reward function 'exact'"),
         ("data.source=file", "data.source=file needs data.path"),
         ("trainer", "is not of the form section.key=value"),
+        ("algo.advantage=reinforce", "needs signed rewards: set algo.reward=correctness_pm1"),
+        ("algo.advantage=gae", "needs a learned critic"),
+        ("algo.loss=nll", "use it with algo.advantage=raft"),
+        ("rollout.top_p=0", "rollout.top_p must be in (0, 1]"),
+        ("eval.k=-1", "eval.k must be >= 0"),
+        ("select.filters=[drop_some]", "unknown group filter 'drop_some'"),
+        ("select.dynamic_sampling=true", "select.dynamic_sampling needs select.filters"),
     ],
 )
 def test_bad_config_raises_an_actionable_error(override, message):
@@ -87,3 +94,10 @@ def test_filter_recipe_adds_dynamic_sampling_to_grpo():
     )
     assert filtered.select.filters == ["drop_zero_variance"] and filtered.select.dynamic_sampling
     assert filtered.trainer == grpo.trainer and filtered.data == grpo.data
+
+
+def test_config_changes_ignore_what_a_resumed_run_may_change():
+    old = load_config(None, ["trainer.lr=1e-4"])
+    new = load_config(None, ["trainer.lr=2e-4", "trainer.max_steps=500", "eval.every=3", "run.seed=1"])
+    assert config_changes(old, new) == ["run.seed", "trainer.lr"]
+    assert config_changes(old, old) == []

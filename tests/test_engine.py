@@ -55,10 +55,24 @@ def test_generate_groups_rows_and_records_behaviour_logprobs(micro_policy, micro
     assert torch.equal(batch.behaviour_logp[~batch.response_mask], torch.zeros(int((~batch.response_mask).sum())))
 
 
-def test_behaviour_logprobs_use_the_sampling_temperature(micro_policy, micro_batch):
-    logp_t1, _ = response_logprobs(micro_policy.model, micro_batch, temperature=1.0)
-    logp_t2, _ = response_logprobs(micro_policy.model, micro_batch, temperature=2.0)
-    assert not torch.allclose(logp_t1, logp_t2)
+def test_behaviour_logprobs_are_the_sampling_distribution_at_its_temperature(micro_policy):
+    backend = HFGenerateBackend(micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt)
+    batch = backend.generate(make_problems(3, seed=5), SamplingParams(n=2, temperature=0.5, max_new_tokens=10))
+    at_half, _ = response_logprobs(micro_policy.model, batch, temperature=0.5)
+    at_one, _ = response_logprobs(micro_policy.model, batch, temperature=1.0)
+    torch.testing.assert_close(batch.behaviour_logp, at_half, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(at_half, at_one)
+
+
+def test_behaviour_logprobs_under_top_p_are_finite_and_renormalised(micro_policy):
+    backend = HFGenerateBackend(micro_policy.model, micro_policy.tokenizer, format_prompt=plain_prompt)
+    batch = backend.generate(make_problems(3, seed=6), SamplingParams(n=2, top_p=0.3, max_new_tokens=10))
+    full, _ = response_logprobs(micro_policy.model, batch, temperature=1.0)
+    assert torch.isfinite(batch.behaviour_logp).all()
+    valid = batch.response_mask
+    # μ renormalises over the nucleus, so a sampled token is at least as likely under μ as under π
+    assert (batch.behaviour_logp[valid] >= full[valid] - 1e-5).all()
+    assert (batch.behaviour_logp[valid] > full[valid] + 1e-3).any()
 
 
 def test_sequence_inputs_positions_start_at_zero_despite_left_padding(micro_batch):

@@ -15,6 +15,8 @@ def _all_registries() -> list[Registry]:
     """Every Registry object defined anywhere in the package (modules import without optional extras)."""
     found: dict[int, Registry] = {}
     for info in pkgutil.walk_packages(frugalrl.__path__, prefix="frugalrl."):
+        if info.name.endswith(".__main__"):  # entry-point scripts run on import
+            continue
         module = importlib.import_module(info.name)
         for value in vars(module).values():
             if isinstance(value, Registry):

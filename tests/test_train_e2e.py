@@ -95,6 +95,27 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
 
 
+def test_resume_refuses_a_changed_config_but_allows_a_longer_run(tmp_path):
+    Trainer(_tiny(tmp_path, "run", "trainer.max_steps=1", "eval.at_start=false")).run()
+    with pytest.raises(ValueError, match="trainer.lr changed"):
+        Trainer(_tiny(tmp_path, "run", "trainer.max_steps=2", "eval.at_start=false", "trainer.lr=1e-5")).run(
+            resume=True
+        )
+    Trainer(_tiny(tmp_path, "run", "trainer.max_steps=2", "eval.at_start=false")).run(resume=True)
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2]
+
+
+def test_evaluating_more_often_does_not_change_training(tmp_path):
+    def training_metrics(name, every):
+        Trainer(_tiny(tmp_path, name, "trainer.max_steps=3", f"eval.every={every}", "eval.at_start=false")).run()
+        return [
+            {k: v for k, v in r.items() if not k.startswith(("time/", "eval/"))}
+            for r in read_metrics(tmp_path / name / "metrics.jsonl")
+        ]
+
+    assert training_metrics("often", 1) == training_metrics("rarely", 0)
+
+
 def test_starting_over_an_existing_run_requires_resume(tmp_path):
     config = _tiny(tmp_path, "run", "trainer.max_steps=1", "eval.at_start=false")
     Trainer(config).run()

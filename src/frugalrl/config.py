@@ -87,6 +87,8 @@ class RolloutConfig:
 
     def __post_init__(self) -> None:
         _check_choice("rollout.backend", self.backend, ["hf"])
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)
         _check_min("rollout.max_new_tokens", self.max_new_tokens, 1)
         if self.temperature <= 0:
@@ -116,6 +118,16 @@ class AlgoConfig:
         kl_estimators.get(self.kl_estimator)
         reward_functions.get(self.reward)
         _check_min("algo.kl_coef", self.kl_coef, 0.0)
+        if self.advantage in ("reinforce", "reinforce_rej") and self.reward == "correctness":
+            # With 0/1 rewards A = r is 0 for every wrong answer: the negatives silently teach nothing.
+            raise ValueError(
+                f"algo.advantage={self.advantage} uses A = r, which needs signed rewards: set "
+                "algo.reward=correctness_pm1 (or limr)"
+            )
+        if self.advantage == "gae":
+            raise ValueError("algo.advantage=gae needs a learned critic (PPO), which the trainer does not build yet")
+        if self.loss == "nll" and self.advantage != "raft":
+            raise ValueError("algo.loss=nll (RAFT) trains on accepted responses only: use it with algo.advantage=raft")
 
 
 @dataclass
@@ -156,6 +168,9 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "ppo_epochs", "mini_batches"):
             _check_min(f"trainer.{name}", getattr(self, name), 1)
+        for name in ("micro_batch_size", "warmup_steps", "checkpoint_every"):
+            _check_min(f"trainer.{name}", getattr(self, name), 0)
+        _check_min("trainer.time_limit", self.time_limit, 0.0)
         _check_choice("trainer.lr_schedule", self.lr_schedule, ["constant", "linear", "cosine"])
         if len(self.betas) != 2:
             raise ValueError(f"trainer.betas needs two values, got {list(self.betas)}")
@@ -169,6 +184,14 @@ class EvalConfig:
     temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k")
     greedy: bool = _f(True, "also report greedy accuracy")
     at_start: bool = _f(True, "evaluate before the first step")
+
+    def __post_init__(self) -> None:
+        for name in ("every", "k"):
+            _check_min(f"eval.{name}", getattr(self, name), 0)
+        _check_min("eval.num_problems", self.num_problems, 1)
+        _check_min("eval.temperature", self.temperature, 0.0)
+        if not self.k and not self.greedy:
+            raise ValueError("eval.k=0 with eval.greedy=false measures nothing; set one of them")
 
 
 @dataclass
@@ -223,6 +246,36 @@ def _recipe_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
     if parent is None:
         return [recipe]
     return [*_recipe_layers(path.parent / str(parent), (*seen, path.resolve())), recipe]
+
+
+# Keys a resumed run may change: how long it runs, how it is watched, how often it is saved.
+RESUMABLE_CHANGES = (
+    "trainer.max_steps",
+    "trainer.time_limit",
+    "trainer.checkpoint_every",
+    "eval.*",
+    "run.progress",
+    "run.threads",
+    "run.tensorboard",
+)
+
+
+def config_changes(old: Config, new: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs, other than the `RESUMABLE_CHANGES`."""
+    before = _flatten(OmegaConf.to_container(OmegaConf.structured(old)))
+    after = _flatten(OmegaConf.to_container(OmegaConf.structured(new)))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    return [k for k in changed if not any(_matches(k, pattern) for pattern in RESUMABLE_CHANGES)]
+
+
+def _matches(key: str, pattern: str) -> bool:
+    return key.startswith(pattern[:-1]) if pattern.endswith(".*") else key == pattern
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix[:-1]: tree}
+    return {k: v for key, value in tree.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
 
 
 def to_yaml(config: Config) -> str:

@@ -143,11 +143,16 @@ def reinforce_advantages(inputs: AdvantageInputs) -> Advantages:
     return Advantages(inputs.rewards.clone(), _all_rows(inputs))
 
 
-def mixed_groups(correct: Tensor, group_ids: Tensor) -> Tensor:
-    """[N] bool: True for rows whose group holds both a correct and a wrong response."""
+def correct_share(correct: Tensor, group_ids: Tensor) -> Tensor:
+    """[N]: the share of correct responses in each row's group (bool or soft labels)."""
     stats = group_stats(correct.to(torch.float64), group_ids)
-    frac = stats.mean[stats.index]  # [N] share of correct responses in the row's group
-    return (frac > 0) & (frac < 1)
+    return stats.mean[stats.index]
+
+
+def mixed_groups(correct: Tensor, group_ids: Tensor, *, tol: float = 1e-6) -> Tensor:
+    """[N] bool: True for rows whose group holds both a correct and a wrong response."""
+    share = correct_share(correct, group_ids)  # [N]
+    return (share > tol) & (share < 1.0 - tol)
 
 
 @advantage_estimators.register("reinforce_rej")

@@ -169,7 +169,7 @@ def _ppo_metrics(logp: Tensor, old_logp: Tensor, ratio: Tensor, is_clipped: Tens
             "clip_frac": masked_mean(is_clipped.float(), mask),
             "ratio_mean": masked_mean(ratio, mask),
             "ratio_max": masked_max(ratio, mask),
-            "approx_kl": masked_mean(kl_k3(logp, old_logp), mask),  # KL(π_old ‖ π_θ), k3 estimate
+            "approx_kl": masked_mean(kl_k3(logp, old_logp), mask),  # k3 of the ratio π_old/π_θ: KL(π_θ ‖ π_old)
         }
 
 

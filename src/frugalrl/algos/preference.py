@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from frugalrl.algos.losses import Metrics
 from frugalrl.registry import Registry
-
-Metrics = dict[str, Tensor]
 
 
 class PreferenceLoss(Protocol):

@@ -9,8 +9,9 @@ from frugalrl.data import prompt_templates
 from frugalrl.engine.policy import load_policy
 from frugalrl.engine.rollout import HFGenerateBackend
 from frugalrl.engine.setup import load_problems, resolve_device, resolve_model_path
+from frugalrl.engine.step_metrics import score_batch
 from frugalrl.eval import EvalProtocol, evaluate
-from frugalrl.rewards import reward_functions
+from frugalrl.rewards import RewardFunction, reward_functions
 from frugalrl.types import Problem, RolloutBatch
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
@@ -20,18 +21,25 @@ def protocol_of(config: Config) -> EvalProtocol:
     return EvalProtocol(config.eval.k, config.eval.temperature, config.eval.greedy, config.rollout.max_new_tokens)
 
 
-def correctness(batch: RolloutBatch) -> list[bool]:
-    """Binary correctness of every row, whatever reward the run trains with."""
-    answers = [batch.problem_of_row(i).answer for i in range(batch.num_rows)]
-    return [r > 0 for r in reward_functions.get("correctness")(batch.completions, answers)]
-
-
 def held_out_metrics(
-    backend: HFGenerateBackend, problems: list[Problem], protocol: EvalProtocol, *, seed: int
+    backend: HFGenerateBackend,
+    problems: list[Problem],
+    protocol: EvalProtocol,
+    reward_fn: RewardFunction,
+    *,
+    seed: int,
 ) -> dict[str, float]:
     """Evaluate with a private, seeded RNG stream: evaluating (or not) never changes a training run's
-    random numbers, and every evaluation of a run sees the same sampling noise."""
-    with torch.random.fork_rng(devices=[]):
+    random numbers, and every evaluation of a run sees the same sampling noise. A response counts as
+    correct when the run's reward function gives it a reward above 0 (as in training)."""
+
+    def correctness(batch: RolloutBatch) -> list[bool]:
+        score_batch(batch, reward_fn)
+        return batch.correct.tolist()
+
+    device = backend.model.device
+    # manual_seed reseeds every CUDA device too: fork the model's device as well as the CPU generator
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed + EVAL_SEED_OFFSET)
         return evaluate(backend.generate, problems, correctness, protocol)
 
@@ -48,5 +56,6 @@ def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
         token_budget=config.rollout.token_budget,
     )
     protocol = protocol_of(config)
-    metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, seed=config.run.seed)
+    reward_fn = reward_functions.get(config.algo.reward)
+    metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)
     return metrics, protocol.describe()

@@ -63,9 +63,17 @@ def sequence_inputs(batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor, int]:
 
 
 def response_logprobs(
-    model: PreTrainedModel, batch: RolloutBatch, *, temperature: float, with_entropy: bool = False
+    model: PreTrainedModel,
+    batch: RolloutBatch,
+    *,
+    temperature: float,
+    with_entropy: bool = False,
+    entropy_grad: bool = False,
 ) -> tuple[Tensor, Tensor | None]:
     """log π(o_t) [n, T] of the batch's response tokens (0 on padding), and their entropy [n, T] if asked.
+
+    The entropy is detached unless `entropy_grad`: logged but not trained on, its [n, T, V] graph would only
+    hold memory until the backward pass.
 
     Columns beyond the longest response in the batch are returned as 0 so the shape matches
     `batch.response_ids`. Gradients flow when called with grad enabled.
@@ -81,7 +89,9 @@ def response_logprobs(
     ).logits[:, prompt_width - 1 : -1]  # [n, width, V]: the logit at column c predicts token c + 1
     mask = batch.response_mask[:, :width].to(device)
     logp = token_logprobs(logits, batch.response_ids[:, :width].to(device), temperature=temperature) * mask
-    entropy = entropy_from_logits(logits, temperature=temperature) * mask if with_entropy else None
+    entropy = None
+    if with_entropy:
+        entropy = entropy_from_logits(logits if entropy_grad else logits.detach(), temperature=temperature) * mask
     full = batch.response_ids.shape[1]
     return _pad_right(logp, full), None if entropy is None else _pad_right(entropy, full)
 

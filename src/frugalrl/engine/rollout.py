@@ -53,12 +53,10 @@ class HFGenerateBackend:
         # A checkpoint's own generation defaults (top_k, repetition penalty, ...) would make the sampling
         # distribution differ from π/T, and with it every importance ratio: sample from exactly what the
         # config says. The saved model then carries this clean generation config.
-        # top_k=None spelled out: older transformers default to top_k=50.
         model.generation_config = GenerationConfig(
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
-            top_k=None,
         )
         self.tokenizer = tokenizer
         self.format_prompt = format_prompt
@@ -79,7 +77,7 @@ class HFGenerateBackend:
         response_ids = _pad_cat([c[0] for c in chunks], self.tokenizer.pad_token_id)  # [N, T]
         behaviour_logp = _pad_cat([c[1] for c in chunks], 0.0)  # [N, T]
         response_mask, truncated = response_mask_and_truncation(response_ids, self.tokenizer.eos_token_id)
-        behaviour_logp = behaviour_logp * response_mask
+        behaviour_logp = behaviour_logp.masked_fill(~response_mask, 0.0)  # padding may sit at −inf under top-p
         completions = self.tokenizer.batch_decode(
             response_ids.masked_fill(~response_mask, self.tokenizer.pad_token_id), skip_special_tokens=True
         )
@@ -108,16 +106,20 @@ class HFGenerateBackend:
             input_ids=prompt_ids.to(device),
             attention_mask=prompt_mask.long().to(device),
             do_sample=not greedy,
+            # transformers samples with top_k = 50 unless a call says otherwise; None switches it off.
+            top_k=None,
             **({} if greedy else {"temperature": params.temperature, "top_p": params.top_p}),
             max_new_tokens=params.max_new_tokens,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
             return_dict_in_generate=True,
-            output_logits=True,
+            output_scores=True,
         )
         new_tokens = out.sequences[:, prompt_ids.shape[1] :]  # [n, T]
-        logits = torch.stack(out.logits, dim=1)  # [n, T, V] raw, before temperature / top-p
-        logp = token_logprobs(logits, new_tokens, temperature=params.temperature or 1.0)  # [n, T]
+        # The processed scores are the logits after temperature and top-p, i.e. the distribution μ the
+        # tokens were drawn from (top-p's excluded tokens at −inf); greedy gets the raw logits.
+        scores = torch.stack(out.scores, dim=1)  # [n, T, V]
+        logp = token_logprobs(scores, new_tokens)  # [n, T]
         return new_tokens.cpu(), logp.cpu()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
-from frugalrl.algos import Advantages, group_stats
+from frugalrl.algos import Advantages, correct_share
 from frugalrl.rewards import RewardFunction
 from frugalrl.tracking import PromptStat
 from frugalrl.types import RolloutBatch
@@ -31,7 +32,8 @@ def batch_metrics(batch: RolloutBatch, adv: Advantages, *, trained_rows: int) ->
     """rollout/ and data/ over every generated response (what was sampled, how much of it can teach);
     adv/ over the rows the update sees (`adv` is the estimator's output on the filtered batch)."""
     lengths = batch.response_mask.sum(-1).float()  # [N]
-    share = group_stats(batch.correct.double(), batch.group_index)  # share of correct responses per group
+    share = correct_share(batch.correct, batch.group_index)  # [N]
+    first_rows = _first_row_of_each_group(batch.group_index)  # one row per group: group-level shares
     kept_adv = adv.advantages[adv.keep]
     return {
         "rollout/reward_mean": batch.rewards.mean().item(),
@@ -39,11 +41,11 @@ def batch_metrics(batch: RolloutBatch, adv: Advantages, *, trained_rows: int) ->
         "rollout/accuracy": batch.correct.float().mean().item(),
         "rollout/response_len": lengths.mean().item(),
         "rollout/truncated_frac": batch.truncated.float().mean().item(),
-        "data/frac_all_correct": (share.mean == 1).double().mean().item(),
-        "data/frac_all_wrong": (share.mean == 0).double().mean().item(),
+        "data/frac_all_correct": (share[first_rows] == 1).double().mean().item(),
+        "data/frac_all_wrong": (share[first_rows] == 0).double().mean().item(),
         "data/kept_frac": trained_rows / batch.num_rows,
         # a step whose policy gradient can be non-zero: some kept response has a non-zero advantage
-        "data/effective_step": float(bool((kept_adv != 0).any())),
+        "data/effective_step": float(bool((kept_adv.abs() > 1e-6).any())),
         "adv/mean": kept_adv.mean().item() if kept_adv.numel() else 0.0,
         "adv/abs_mean": kept_adv.abs().mean().item() if kept_adv.numel() else 0.0,
     }
@@ -68,3 +70,10 @@ def prompt_stats(batch: RolloutBatch) -> list[PromptStat]:
             )
         )
     return rows
+
+
+def _first_row_of_each_group(group_index: Tensor) -> Tensor:
+    """Indices of one row per group present in the batch."""
+    _, inverse = torch.unique(group_index, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), len(group_index), dtype=torch.long)
+    return first.scatter_reduce(0, inverse, torch.arange(len(group_index)), reduce="amin")

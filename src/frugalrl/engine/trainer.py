@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
-from frugalrl.config import Config, to_yaml
+from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
 from frugalrl.data import prompt_templates
 from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
@@ -120,6 +120,8 @@ class Trainer:
             if start == 0 and cfg.eval.at_start:
                 metrics_log.log(0, {**self.counters.metrics(), **self._evaluate(display)})
             for step in range(start + 1, cfg.trainer.max_steps + 1):
+                if self._out_of_time():  # a resumed run whose time was already up
+                    break
                 began = time.perf_counter()
                 batch, metrics = self.step(step)
                 self.counters.train_elapsed += time.perf_counter() - began
@@ -150,6 +152,7 @@ class Trainer:
                 self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
                 ref_model=self.ref_model,
             )  # fmt: skip
+        lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
@@ -158,7 +161,7 @@ class Trainer:
         metrics["data/sampling_rounds"] = rounds
         metrics["data/filtered_responses"] = int((~passed).sum())
         metrics.update({k: float(v) for k, v in update_metrics.items()})
-        metrics["trainer/lr"] = self.scheduler.get_last_lr()[0]
+        metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
     def _rollout(self, step: int, timings: dict[str, float]) -> tuple[RolloutBatch, Tensor, int]:
@@ -203,7 +206,9 @@ class Trainer:
     def _evaluate(self, display: ProgressDisplay) -> dict[str, float]:
         began = time.perf_counter()
         problems = self.eval_set[: self.config.eval.num_problems]
-        metrics = held_out_metrics(self.backend, problems, self.eval_protocol, seed=self.config.run.seed)
+        metrics = held_out_metrics(
+            self.backend, problems, self.eval_protocol, self.reward_fn, seed=self.config.run.seed
+        )
         self.counters.eval_elapsed += time.perf_counter() - began
         display.evaluated(self.counters.step, metrics, self.eval_protocol.describe())
         return metrics
@@ -225,6 +230,12 @@ class Trainer:
         path = self.run_dir.latest_checkpoint()
         if path is None:
             raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir.checkpoints_dir}")
+        changed = config_changes(load_config(self.run_dir.config_path), self.config)
+        if changed:
+            raise ValueError(
+                f"cannot resume {self.run_dir.path} with a different config: {', '.join(changed)} changed "
+                f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
+            )
         loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         self.selector.load_state_dict(loop["selector"])
         self.counters = Counters(**loop["counters"])

@@ -76,7 +76,7 @@ def policy_update(
             step_logs = _optimiser_step(model, optimizer, batch, advantages, mini, old_logp, ref_logp, settings)
             for key, value in step_logs.items():
                 logs[key].append(value)
-    return {key: torch.stack(values).mean() for key, values in logs.items()}
+    return {key: _reduce(key, values) for key, values in logs.items()}
 
 
 def _optimiser_step(
@@ -98,7 +98,9 @@ def _optimiser_step(
     optimizer.zero_grad(set_to_none=True)
     for local in _chunks(torch.arange(len(rows)), s.micro_batch_size):
         sub = batch.select(rows[local])
-        logp, entropy = response_logprobs(model, sub, temperature=s.temperature, with_entropy=True)  # [n, T]
+        logp, entropy = response_logprobs(
+            model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0
+        )  # [n, T] each
         w = weights[local].to(device)  # [n, T]
         old = logp.detach() if old_logp is None else old_logp[rows[local]].to(device)
         loss, metrics = loss_fn(
@@ -127,8 +129,14 @@ def _optimiser_step(
     max_norm = s.grad_clip if s.grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()
-    out = {**sums, **{k: torch.stack(v).mean() for k, v in loss_metrics.items()}, "loss/grad_norm": grad_norm}
+    out = {**sums, **{k: _reduce(k, v) for k, v in loss_metrics.items()}, "loss/grad_norm": grad_norm}
     return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def _reduce(key: str, values: list[Tensor]) -> Tensor:
+    """Across micro-batches and optimiser steps: the maximum of maxima, the mean of everything else."""
+    stacked = torch.stack(values)
+    return stacked.max() if key.endswith("_max") else stacked.mean()
 
 
 def _chunks(rows: Tensor, size: int) -> list[Tensor]:

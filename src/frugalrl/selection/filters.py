@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from frugalrl.algos import group_stats
+from frugalrl.algos.advantages import correct_share
 from frugalrl.registry import Registry
 
 
@@ -22,12 +22,6 @@ class GroupFilter(Protocol):
 
 
 group_filters: Registry[GroupFilter] = Registry("group filter")
-
-
-def correct_share(correct: Tensor, group_ids: Tensor) -> Tensor:
-    """[N]: the share of correct responses in each row's group."""
-    stats = group_stats(correct.double(), group_ids)
-    return stats.mean[stats.index]
 
 
 @group_filters.register("drop_all_correct")
