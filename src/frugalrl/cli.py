@@ -177,6 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the build")
     build_p.set_defaults(func=cmd_testbed_build)
 
+    from frugalrl.bench.cli import add_arguments as add_bench_arguments
+    from frugalrl.bench.cli import cmd_bench
+
+    bench_p = sub.add_parser(
+        "bench", help="compare recipes over seeds on a budget (sample-efficiency benchmark)", formatter_class=fmt
+    )
+    add_bench_arguments(bench_p)
+    bench_p.set_defaults(func=cmd_bench)
+
     demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")
     demo_p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo recipe")
     demo_p.add_argument("--recipe", help="recipe to run (default: configs/grpo.yaml)")
