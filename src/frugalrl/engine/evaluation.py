@@ -5,10 +5,8 @@ from __future__ import annotations
 import torch
 
 from frugalrl.config import Config
-from frugalrl.data import prompt_templates
-from frugalrl.engine.policy import load_policy
 from frugalrl.engine.rollout import HFGenerateBackend
-from frugalrl.engine.setup import load_problems, resolve_device, resolve_model_path
+from frugalrl.engine.setup import load_policy_and_backend, load_problems
 from frugalrl.engine.step_metrics import score_batch
 from frugalrl.eval import EvalProtocol, evaluate
 from frugalrl.rewards import RewardFunction, reward_functions
@@ -46,15 +44,8 @@ def held_out_metrics(
 
 def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
-    policy = load_policy(resolve_model_path(model), device=resolve_device(config.run.device), dtype=config.model.dtype)
-    policy.model.eval()
+    _, backend = load_policy_and_backend(model, config)
     _, held_out = load_problems(config.data)
-    backend = HFGenerateBackend(
-        policy.model,
-        policy.tokenizer,
-        format_prompt=prompt_templates.get(config.data.template),
-        token_budget=config.rollout.token_budget,
-    )
     protocol = protocol_of(config)
     reward_fn = reward_functions.get(config.algo.reward)
     metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)

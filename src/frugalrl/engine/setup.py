@@ -7,8 +7,10 @@ from pathlib import Path
 
 import torch
 
-from frugalrl.config import DataConfig, TrainerConfig
-from frugalrl.data import make_problems
+from frugalrl.config import Config, DataConfig, TrainerConfig
+from frugalrl.data import make_problems, prompt_templates
+from frugalrl.engine.policy import Policy, load_policy
+from frugalrl.engine.rollout import HFGenerateBackend
 from frugalrl.types import Problem
 
 
@@ -95,3 +97,19 @@ def build_optimizer(
         return 1.0
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HFGenerateBackend]:
+    """The policy at `model_path` in eval mode (no dropout: sampling and training must see the same
+    function) and the rollout backend that samples from it with the config's prompt template and budget."""
+    policy = load_policy(
+        resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
+    )
+    policy.model.eval()
+    backend = HFGenerateBackend(
+        policy.model,
+        policy.tokenizer,
+        format_prompt=prompt_templates.get(config.data.template),
+        token_budget=config.rollout.token_budget,
+    )
+    return policy, backend

@@ -21,13 +21,11 @@ from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
-from frugalrl.data import prompt_templates
 from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.evaluation import held_out_metrics, protocol_of
-from frugalrl.engine.policy import load_policy
-from frugalrl.engine.rollout import HFGenerateBackend, SamplingParams
-from frugalrl.engine.setup import build_optimizer, load_problems, resolve_device, resolve_model_path
+from frugalrl.engine.rollout import SamplingParams
+from frugalrl.engine.setup import build_optimizer, load_policy_and_backend, load_problems
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
 from frugalrl.engine.update import UpdateSettings, policy_update
 from frugalrl.rewards import reward_functions
@@ -64,17 +62,9 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
         self.run_dir = RunDir(cfg.run_dir)
-        device = resolve_device(cfg.run.device)
-        self.policy = load_policy(resolve_model_path(cfg.model.path), device=device, dtype=cfg.model.dtype)
-        self.policy.model.eval()  # no dropout: sampling and training must see the same function
+        self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         self.ref_model = _frozen_copy(self.policy.model) if cfg.algo.kl_coef > 0 else None
         self.train_set, self.eval_set = load_problems(cfg.data)
-        self.backend = HFGenerateBackend(
-            self.policy.model,
-            self.policy.tokenizer,
-            format_prompt=prompt_templates.get(cfg.data.template),
-            token_budget=cfg.rollout.token_budget,
-        )
         self.selector = selectors.get(cfg.select.selector)(self.train_set, seed=cfg.run.seed)
         self.reward_fn = reward_functions.get(cfg.algo.reward)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
