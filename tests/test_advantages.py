@@ -92,6 +92,15 @@ def test_advantage_reinforce_is_the_raw_reward():
     assert torch.equal(out.advantages, rewards.reshape(-1)) and out.keep.all()
 
 
+def test_advantage_reinforce_std_scale_divides_by_the_group_std_without_centring():
+    # group [1, 1, -1, -1]: unbiased std = sqrt(4 / 3); group [-1, -1]: no spread, so A = r unchanged
+    rewards = torch.tensor([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, -1.0, -1.0]])
+    out = _estimate("reinforce", rewards, hparams={"std_scale": True, "eps": 0.0})
+    s = (4 / 3) ** 0.5
+    expected = torch.tensor([1 / s, 1 / s, -1 / s, -1 / s, -1.0, -1.0, -1.0, -1.0])
+    torch.testing.assert_close(out.advantages.float(), expected)
+
+
 @covers("advantage estimator", "reinforce_rej")
 def test_advantage_reinforce_rej_drops_exactly_all_correct_and_all_wrong_groups():
     # groups: all correct, all wrong, mixed, mixed (±1 rewards)

@@ -191,12 +191,14 @@ def test_recipe_argument_round_trip_keeps_colons_inside_values():
 def test_budgets_become_trainer_limits(tmp_path):
     spec = BenchSpec([Recipe("grpo", str(GRPO_YAML))], tmp_path, overrides=["trainer.prompts_per_step=4"])
     recipe = spec.recipes[0]
-    # 4 prompts × 8 responses (grpo.yaml's group_size) = 32 a step: 100 responses need ceil(100/32) = 4 steps
-    spec.budget = Budget.parse("responses=100")
-    assert spec.run_config(recipe, 0).trainer.max_steps == 4
+    spec.budget = Budget.parse("responses=100")  # the trainer stops after the step that reaches 100 responses
+    config = spec.run_config(recipe, 0)
+    assert (config.trainer.max_responses, config.trainer.time_limit) == (100, 0.0)
+    assert config.trainer.max_steps >= 10**9
     spec.budget = Budget.parse("steps=7")
     config = spec.run_config(recipe, 3)
     assert (config.trainer.max_steps, config.trainer.time_limit, config.run.seed) == (7, 0.0, 3)
+    assert config.trainer.max_responses == 0
     assert config.run_dir == tmp_path / "runs" / "grpo" / "seed3"
     spec.budget = Budget.parse("time=90")
     config = spec.run_config(recipe, 0)
@@ -210,17 +212,10 @@ def test_budgets_become_trainer_limits(tmp_path):
         Budget.parse("steps=2.5")
 
 
-def test_a_responses_budget_refuses_dynamic_sampling(tmp_path):
-    from frugalrl.bench.spec import flatten
-
-    if "select.dynamic_sampling" not in flatten(load_config()):
-        pytest.skip("this trainer has no dynamic sampling")
+def test_a_responses_budget_also_bounds_dynamic_sampling(tmp_path):
     dynamic = ("select.filters=[drop_zero_variance]", "select.dynamic_sampling=true")
     spec = BenchSpec([Recipe("dapo", str(GRPO_YAML), dynamic)], tmp_path, budget=Budget("responses", 100))
-    with pytest.raises(ValueError, match="dynamic_sampling generates a varying number"):
-        spec.run_config(spec.recipes[0], 0)
-    spec.budget = Budget("steps", 3)  # a step count is still a well-defined budget
-    assert spec.run_config(spec.recipes[0], 0).trainer.max_steps == 3
+    assert spec.run_config(spec.recipes[0], 0).trainer.max_responses == 100
 
 
 def test_the_bench_owns_seed_dir_and_budget_keys(tmp_path):
@@ -261,7 +256,7 @@ def test_the_training_subprocess_gets_the_config_the_bench_planned(tmp_path):
     assert command[:4] == [sys.executable, "-m", "frugalrl.cli", "train"]
     args = frugalrl_parser().parse_args(command[3:])  # what `frugalrl train` does with it
     assert args.resume and load_config(args.config[0], args.config[1:]) == plan.config
-    assert (plan.config.trainer.max_steps, plan.config.run.seed) == (13, 1)  # ceil(100 / (4 × 2)) = 13
+    assert (plan.config.trainer.max_responses, plan.config.run.seed) == (100, 1)
 
 
 def test_a_failed_training_process_stops_the_bench_with_an_actionable_error(tmp_path, monkeypatch):

@@ -153,6 +153,7 @@ class SelectConfig:
 class TrainerConfig:
     max_steps: int = _f(100, "number of RL steps (one batch of prompts each)")
     time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)")
+    max_responses: int = _f(0, "stop after the step at which this many responses have been generated (0: none)")
     prompts_per_step: int = _f(32, "B, prompts per RL step")
     ppo_epochs: int = _f(1, "passes over each batch")
     mini_batches: int = _f(1, "optimiser steps per pass (the batch is split into this many mini-batches)")
@@ -168,7 +169,7 @@ class TrainerConfig:
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "ppo_epochs", "mini_batches"):
             _check_min(f"trainer.{name}", getattr(self, name), 1)
-        for name in ("micro_batch_size", "warmup_steps", "checkpoint_every"):
+        for name in ("micro_batch_size", "warmup_steps", "checkpoint_every", "max_responses"):
             _check_min(f"trainer.{name}", getattr(self, name), 0)
         _check_min("trainer.time_limit", self.time_limit, 0.0)
         _check_choice("trainer.lr_schedule", self.lr_schedule, ["constant", "linear", "cosine"])
@@ -179,6 +180,9 @@ class TrainerConfig:
 @dataclass
 class EvalConfig:
     every: int = _f(10, "evaluate on the held-out set every this many steps (0: only at start and end)")
+    every_responses: int = _f(
+        0, "evaluate after each step that crosses a multiple of this many generated responses (replaces eval.every)"
+    )
     num_problems: int = _f(1000, "held-out problems per evaluation (at most data.eval_size)")
     k: int = _f(8, "samples per problem for avg@k and pass@k (0: greedy only)")
     temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k")
@@ -186,7 +190,7 @@ class EvalConfig:
     at_start: bool = _f(True, "evaluate before the first step")
 
     def __post_init__(self) -> None:
-        for name in ("every", "k"):
+        for name in ("every", "every_responses", "k"):
             _check_min(f"eval.{name}", getattr(self, name), 0)
         _check_min("eval.num_problems", self.num_problems, 1)
         _check_min("eval.temperature", self.temperature, 0.0)
@@ -252,6 +256,7 @@ def _recipe_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
 RESUMABLE_CHANGES = (
     "trainer.max_steps",
     "trainer.time_limit",
+    "trainer.max_responses",
     "trainer.checkpoint_every",
     "eval.*",
     "run.progress",

@@ -138,9 +138,18 @@ def grpo_advantages(inputs: AdvantageInputs, *, eps: float = 1e-6, scale_std: bo
 
 
 @advantage_estimators.register("reinforce")
-def reinforce_advantages(inputs: AdvantageInputs) -> Advantages:
-    """Plain Reinforce: A_i = r_i, no baseline (use with ±1 rewards, ALGORITHMS.md §2)."""
-    return Advantages(inputs.rewards.clone(), _all_rows(inputs))
+def reinforce_advantages(inputs: AdvantageInputs, *, std_scale: bool = False, eps: float = 1e-6) -> Advantages:
+    """Plain Reinforce: A_i = r_i, no baseline (use with ±1 rewards, ALGORITHMS.md §2).
+
+    `std_scale` divides by the group's unbiased std, A_i = r_i / (std(r) + eps), without subtracting the
+    mean: the last rung of the Reinforce ablation ladder ("+ std normalisation", used with all-equal groups
+    filtered out). A group with no spread (all equal, or of one) keeps A_i = r_i rather than r_i / eps.
+    """
+    if not std_scale:
+        return Advantages(inputs.rewards.clone(), _all_rows(inputs))
+    stats = group_stats(inputs.rewards, inputs.group_ids)
+    std = torch.where(stats.std > 0, stats.std + eps, 1.0)  # [K]
+    return Advantages(inputs.rewards / std[stats.index], _all_rows(inputs))
 
 
 def correct_share(correct: Tensor, group_ids: Tensor) -> Tensor:

@@ -31,7 +31,7 @@ COMMAND = ("frugalrl", "bench")
 """How summaries spell the bench command (`frugalrl bench` once the CLI has the subcommand)."""
 BUDGET_KINDS: tuple[str, ...] = ("time", "steps", "responses")
 OWNED_KEYS = ("run.seed", "run.dir", "run.name")
-BUDGET_KEYS = ("trainer.max_steps", "trainer.time_limit")
+BUDGET_KEYS = ("trainer.max_steps", "trainer.time_limit", "trainer.max_responses")
 UNBOUNDED_STEPS = 1_000_000_000
 """trainer.max_steps under a time budget: never the binding limit."""
 
@@ -120,27 +120,24 @@ class Budget:
 
     def overrides(self, config: Config) -> list[str]:
         """The trainer settings that impose this budget on a run whose resolved config is `config`."""
-        if self.kind == "time":
-            if config.trainer.lr_schedule != "constant":
-                raise ValueError(
-                    f"trainer.lr_schedule={config.trainer.lr_schedule} decays over trainer.max_steps, which a "
-                    "time budget leaves unbounded, so it would never decay; use a steps or responses budget, "
-                    "or trainer.lr_schedule=constant"
-                )
-            return [f"trainer.time_limit={float(self.amount)!r}", f"trainer.max_steps={UNBOUNDED_STEPS}"]
         if self.kind == "steps":
-            return [f"trainer.max_steps={int(self.amount)}", "trainer.time_limit=0"]
-        # The default trainer generates exactly B·G responses every step (no dynamic sampling, no replay
-        # refill), so a responses budget is a step count: the smallest that reaches it, overshooting by less
-        # than one step's B·G. A method whose per-step count varies needs a trainer stop condition on
-        # count/responses instead (the trainer.max_responses hook in benchmarks/README.md).
-        if flatten(config).get("select.dynamic_sampling"):
+            return [f"trainer.max_steps={int(self.amount)}", "trainer.time_limit=0", "trainer.max_responses=0"]
+        if config.trainer.lr_schedule != "constant":
             raise ValueError(
-                "select.dynamic_sampling generates a varying number of responses per step, so a responses budget "
-                "cannot be turned into trainer.max_steps; use a time or steps budget"
+                f"trainer.lr_schedule={config.trainer.lr_schedule} decays over trainer.max_steps, which a "
+                f"{self.kind} budget leaves unbounded, so it would never decay; use a steps budget, "
+                "or trainer.lr_schedule=constant"
             )
-        per_step = config.trainer.prompts_per_step * config.rollout.group_size
-        return [f"trainer.max_steps={math.ceil(self.amount / per_step)}", "trainer.time_limit=0"]
+        if self.kind == "time":
+            return [f"trainer.time_limit={float(self.amount)!r}", f"trainer.max_steps={UNBOUNDED_STEPS}"]
+        # The trainer stops after the step that reaches the count, so a run overshoots by less than one
+        # step's generation; this holds for recipes whose per-step count varies (dynamic sampling, replay,
+        # reference rollouts) as well.
+        return [
+            f"trainer.max_responses={int(self.amount)}",
+            f"trainer.max_steps={UNBOUNDED_STEPS}",
+            "trainer.time_limit=0",
+        ]
 
 
 @dataclass

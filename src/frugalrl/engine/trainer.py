@@ -110,14 +110,14 @@ class Trainer:
             if start == 0 and cfg.eval.at_start:
                 metrics_log.log(0, {**self.counters.metrics(), **self._evaluate(display)})
             for step in range(start + 1, cfg.trainer.max_steps + 1):
-                if self._out_of_time():  # a resumed run whose time was already up
+                if self._out_of_budget():  # a resumed run whose budget was already spent
                     break
-                began = time.perf_counter()
+                began, responses_before = time.perf_counter(), self.counters.responses
                 batch, metrics = self.step(step)
                 self.counters.train_elapsed += time.perf_counter() - began
                 stats.record(step, prompt_stats(batch))
-                last = step == cfg.trainer.max_steps or self._out_of_time()
-                if last or (cfg.eval.every and step % cfg.eval.every == 0):
+                last = step == cfg.trainer.max_steps or self._out_of_budget()
+                if last or self._eval_due(step, responses_before):
                     metrics.update(self._evaluate(display))
                 metrics_log.log(step, {**metrics, **self.counters.metrics()})
                 if last or (cfg.trainer.checkpoint_every and step % cfg.trainer.checkpoint_every == 0):
@@ -203,9 +203,24 @@ class Trainer:
         display.evaluated(self.counters.step, metrics, self.eval_protocol.describe())
         return metrics
 
-    def _out_of_time(self) -> bool:
-        limit = self.config.trainer.time_limit
-        return bool(limit) and self.counters.train_elapsed >= limit
+    def _out_of_budget(self) -> bool:
+        """The time limit or the responses budget is spent (either may be 0: none)."""
+        t = self.config.trainer
+        out_of_time = bool(t.time_limit) and self.counters.train_elapsed >= t.time_limit
+        out_of_responses = bool(t.max_responses) and self.counters.responses >= t.max_responses
+        return out_of_time or out_of_responses
+
+    def _eval_due(self, step: int, responses_before: int) -> bool:
+        """On the responses schedule when `eval.every_responses` is set, else every `eval.every` steps.
+
+        A responses schedule puts methods that generate different amounts per step (replay, dynamic
+        sampling, reference rollouts) on the same evaluation points; it needs no saved state, since the
+        counters that decide it are restored by --resume.
+        """
+        every_responses, every = self.config.eval.every_responses, self.config.eval.every
+        if every_responses:
+            return responses_before // every_responses < self.counters.responses // every_responses
+        return bool(every) and step % every == 0
 
     def _start(self) -> int:
         if self.run_dir.latest_checkpoint() is not None:
