@@ -164,9 +164,7 @@ def test_hub_names_go_to_load_dataset(monkeypatch):
 
 
 def test_hash_ids_are_stable_unique_and_independent_of_order(tmp_path, load):
-    rows = [{"question": f"q{i}?", "answer": str(i)} for i in range(6)] + [
-        {"question": "q0?", "answer": "zero"}
-    ]
+    rows = [{"question": f"q{i}?", "answer": str(i)} for i in range(6)] + [{"question": "q0?", "answer": "zero"}]
     path = str(write_jsonl(tmp_path / "t.jsonl", rows))
     problems = load(path)
     # Hand-computed: the first 12 hex digits of the question's SHA-1; a repeated question gets "-2".
@@ -246,9 +244,7 @@ def test_gsm8k_thousands_commas_round_trip(n):
     assert parse_answer(f"work\n#### {n:,}", "gsm8k") == str(n)
 
 
-@given(
-    st.recursive(st.text(alphabet="ab1+ ^_", max_size=5), lambda inner: inner.map(lambda s: "{" + s + "}"))
-)
+@given(st.recursive(st.text(alphabet="ab1+ ^_", max_size=5), lambda inner: inner.map(lambda s: "{" + s + "}")))
 def test_boxed_answer_keeps_nested_braces(content):
     assert parse_answer(f"x \\boxed{{{content}}} y", "boxed") == (content.strip() or None)
 
@@ -265,9 +261,7 @@ def test_missing_explicit_column_names_columns_and_option(tmp_path, load):
 
 def test_no_default_question_column(tmp_path, load):
     path = str(write_jsonl(tmp_path / "t.jsonl", [{"text": "q?", "answer": "1"}]))
-    with pytest.raises(
-        DatasetFormatError, match=r"'question', 'prompt', 'problem'.*set data.question_column"
-    ):
+    with pytest.raises(DatasetFormatError, match=r"'question', 'prompt', 'problem'.*set data.question_column"):
         load(path)
 
 
@@ -306,9 +300,7 @@ def test_many_bad_rows_are_counted(tmp_path, load):
 def test_skip_bad_answers_logs_the_count(tmp_path, load, caplog):
     rows = [GSM8K_ROW, {"question": "q?", "answer": "no marker"}, GSM8K_ROW | {"question": "other?"}]
     with caplog.at_level(logging.WARNING, logger="frugalrl.data.files"):
-        problems = load(
-            str(write_jsonl(tmp_path / "t.jsonl", rows)), answer_format="gsm8k", on_bad_answer="skip"
-        )
+        problems = load(str(write_jsonl(tmp_path / "t.jsonl", rows)), answer_format="gsm8k", on_bad_answer="skip")
     assert [p.question for p in problems] == [GSM8K_ROW["question"], "other?"]
     assert "skipped 1 of 3 rows" in caplog.text
     assert "row 1" in caplog.text
@@ -322,9 +314,7 @@ def test_all_rows_skipped_is_an_error(tmp_path, load):
 
 def test_empty_question_names_row_and_option(tmp_path, load):
     rows = [{"question": "a?", "answer": "1"}, {"question": "  ", "answer": "2"}]
-    with pytest.raises(
-        DatasetFormatError, match=r"row 1 has an empty or non-text 'question'.*data.question_column"
-    ):
+    with pytest.raises(DatasetFormatError, match=r"row 1 has an empty or non-text 'question'.*data.question_column"):
         load(str(write_jsonl(tmp_path / "t.jsonl", rows)))
 
 
@@ -342,9 +332,7 @@ def test_bad_level_names_row_value_and_option(tmp_path, load):
 
 def test_duplicate_ids_name_both_rows(tmp_path, load):
     rows = [{"id": "x", "question": "a?", "answer": "1"}, {"id": "x", "question": "b?", "answer": "2"}]
-    with pytest.raises(
-        DatasetFormatError, match=r"row 1 has a 'id' value already used.*row 1 repeats row 0's 'x'"
-    ):
+    with pytest.raises(DatasetFormatError, match=r"row 1 has a 'id' value already used.*row 1 repeats row 0's 'x'"):
         load(str(write_jsonl(tmp_path / "t.jsonl", rows)))
 
 

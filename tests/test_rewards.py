@@ -387,9 +387,7 @@ def test_format_violations_each_rule():
     assert format_violations(good, truncated=True) == ["truncated"]
     assert format_violations("We add 2 and 3 to get 5.") == ["no_boxed"]
     assert format_violations(r"\boxed{5} " * 4) == []
-    assert format_violations(r"\boxed{5}" + "".join(f" \\boxed{{{i}}}" for i in range(4))) == [
-        "too_many_boxed"
-    ]
+    assert format_violations(r"\boxed{5}" + "".join(f" \\boxed{{{i}}}" for i in range(4))) == ["too_many_boxed"]
     assert format_violations(good + _foreign(len(good))) == ["invalid_chars"]
     assert format_violations("Let me think again. " * 5 + good) == ["repetition"]
 

@@ -12,7 +12,6 @@ error, since a recipe that quietly ran longer, or under another seed, would not 
 from __future__ import annotations
 
 import json
-import math
 import re
 import shlex
 from collections.abc import Sequence

@@ -33,9 +33,7 @@ _THOUSANDS_COMMA = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 def check_answer_format(answer_format: str) -> None:
     """Raise an error naming the valid formats if `answer_format` is not one of them."""
     if answer_format not in ANSWER_FORMATS:
-        raise ValueError(
-            f"unknown data.answer_format {answer_format!r}; valid formats: {', '.join(ANSWER_FORMATS)}"
-        )
+        raise ValueError(f"unknown data.answer_format {answer_format!r}; valid formats: {', '.join(ANSWER_FORMATS)}")
 
 
 def strip_thousands_commas(text: str) -> str:

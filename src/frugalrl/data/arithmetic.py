@@ -76,7 +76,7 @@ def question_hash(question: str) -> str:
 
 
 def split_of(question: str) -> str:
-    """"test" for the held-out fifth of all questions, "train" for the rest."""
+    """ "test" for the held-out fifth of all questions, "train" for the rest."""
     return "test" if int(question_hash(question)[:8], 16) % TEST_FRACTION_DENOM == 0 else "train"
 
 
@@ -125,8 +125,9 @@ def make_problem(question: str, level: int) -> Problem:
     spec = LEVELS[level]
     answer = str(sum(parse_question(question)))
     fields = {"digits": spec.digits, "operands": spec.operands}
-    return Problem(id=f"arith-{question_hash(question)[:12]}", question=question, answer=answer,
-                   level=level, fields=fields)
+    return Problem(
+        id=f"arith-{question_hash(question)[:12]}", question=question, answer=answer, level=level, fields=fields
+    )
 
 
 def _check_args(levels: Sequence[int] | None, split: str) -> list[int]:
@@ -156,8 +157,7 @@ def iter_problems(*, seed: int, levels: Sequence[int] | None = None, split: str 
             i += 1
 
 
-def make_problems(n: int, *, seed: int, levels: Sequence[int] | None = None,
-                  split: str = "train") -> list[Problem]:
+def make_problems(n: int, *, seed: int, levels: Sequence[int] | None = None, split: str = "train") -> list[Problem]:
     """`n` distinct problems of `split`, spread evenly over `levels` (all 12 by default).
 
     A level with fewer distinct questions in the split than its share (level 1 has about 40 held-out

@@ -37,9 +37,7 @@ MATH_SYMBOLS = (
     "αβγδεϵζηθϑικλμνξοπρστυφϕχψωΓΔΘΛΞΠΣΦΨΩ"  # Greek
     "ℕℤℚℝℂ⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻₀₁₂₃₄₅₆₇₈₉½⅓⅔¼¾"  # number sets, super/subscripts, vulgar fractions
 )
-VALID_CHARS = frozenset(
-    string.ascii_letters + string.digits + string.whitespace + string.punctuation + MATH_SYMBOLS
-)
+VALID_CHARS = frozenset(string.ascii_letters + string.digits + string.whitespace + string.punctuation + MATH_SYMBOLS)
 _INVALID_CHAR = re.compile("[^" + re.escape("".join(sorted(VALID_CHARS))) + "]")
 
 MAX_INVALID_FRACTION = 0.3

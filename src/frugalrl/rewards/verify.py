@@ -45,9 +45,7 @@ STARTUP_TIMEOUT_S = 120.0
 MAX_PREDICTION_CHARS = 1_000
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the directory holding the `frugalrl` package
-_WORKER_CODE = (
-    "import sys; sys.path[0] = {root!r}; from frugalrl.rewards._worker import main; main()"  # no cwd on path
-)
+_WORKER_CODE = "import sys; sys.path[0] = {root!r}; from frugalrl.rewards._worker import main; main()"  # no cwd on path
 
 
 class Verdict(enum.Enum):

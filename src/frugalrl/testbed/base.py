@@ -41,8 +41,13 @@ def read_recipe_record(path: str | Path) -> dict | None:
     return json.loads(file.read_text()) if file.is_file() else None
 
 
-def build_base(recipe: Recipe | None = None, out_dir: str | Path | None = None, *, progress: bool = True,
-               threads: int | None = None) -> Path:
+def build_base(
+    recipe: Recipe | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    threads: int | None = None,
+) -> Path:
     """Trains the base of `recipe` (default `Recipe()`) and saves it, HF format, to `out_dir`.
 
     `out_dir` defaults to the cache directory of the recipe's hash. The build writes into a temporary
@@ -95,20 +100,31 @@ def build_base(recipe: Recipe | None = None, out_dir: str | Path | None = None, 
 
 def _train_all(model, tokenizer, recipe: Recipe, progress: bool) -> list[list[float]]:
     total = sum(p.steps for p in recipe.phases)
-    columns = (TextColumn("[bold]testbed base[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]testbed base[/] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task("", total=total, loss=float("nan"))
         losses = []
         for i in range(len(recipe.phases)):
             bar.update(task, description=f"phase {i + 1}/{len(recipe.phases)}")
-            losses.append(train_phase(model, recipe, i, tokenizer,
-                                      on_step=lambda _, loss: bar.update(task, advance=1, loss=loss)))
+            losses.append(
+                train_phase(model, recipe, i, tokenizer, on_step=lambda _, loss: bar.update(task, advance=1, loss=loss))
+            )
     return losses
 
 
-def ensure_base(recipe: Recipe | None = None, cache_dir: str | Path | None = None, *,
-                progress: bool = True, threads: int | None = None) -> Path:
+def ensure_base(
+    recipe: Recipe | None = None,
+    cache_dir: str | Path | None = None,
+    *,
+    progress: bool = True,
+    threads: int | None = None,
+) -> Path:
     """Directory of the base for `recipe` (default recipe if None), building and caching it if needed.
 
     Prefers the shipped base when its recorded hash is the recipe's; then ``<cache_dir>/testbed/<hash>``

@@ -39,8 +39,9 @@ MODEL_PRESETS: dict[str, ModelSize] = {
 }
 
 
-def model_config(tokenizer: PreTrainedTokenizerBase, *, preset: str = "small", arch: str = "llama",
-                 max_positions: int = 256) -> PretrainedConfig:
+def model_config(
+    tokenizer: PreTrainedTokenizerBase, *, preset: str = "small", arch: str = "llama", max_positions: int = 256
+) -> PretrainedConfig:
     """HF config for a `preset`-sized model of architecture `arch` over `tokenizer`'s vocabulary."""
     if preset not in MODEL_PRESETS:
         raise ValueError(f"unknown model preset {preset!r}; valid presets: {', '.join(MODEL_PRESETS)}")
@@ -62,8 +63,9 @@ def model_config(tokenizer: PreTrainedTokenizerBase, *, preset: str = "small", a
     )
 
 
-def build_model(tokenizer: PreTrainedTokenizerBase, *, preset: str = "small", arch: str = "llama",
-                seed: int = 0) -> PreTrainedModel:
+def build_model(
+    tokenizer: PreTrainedTokenizerBase, *, preset: str = "small", arch: str = "llama", seed: int = 0
+) -> PreTrainedModel:
     """A freshly initialised model (weights determined by `seed`), in float32."""
     config = model_config(tokenizer, preset=preset, arch=arch)
     torch.manual_seed(seed)

@@ -22,8 +22,9 @@ def corrupted_answer(answer: str, rng: random.Random, *, max_offset: int) -> str
     return str(int(answer) + rng.choice([-1, 1]) * rng.randint(1, max_offset))
 
 
-def sft_batch(problems: list[Problem], targets: list[str],
-              tokenizer: PreTrainedTokenizerBase) -> dict[str, torch.Tensor]:
+def sft_batch(
+    problems: list[Problem], targets: list[str], tokenizer: PreTrainedTokenizerBase
+) -> dict[str, torch.Tensor]:
     """Right-padded ``<bos> prompt completion <eos>`` rows, with the loss on completion + eos only.
 
     Returns input_ids and labels, each [B, T] (labels are -100 on prompt and padding). There is no
@@ -77,12 +78,16 @@ def phase_batches(recipe: Recipe, index: int, tokenizer: PreTrainedTokenizerBase
             yield sft_batch([pool[i] for i in chunk], [targets[i] for i in chunk], tokenizer)
 
 
-def train_phase(model: PreTrainedModel, recipe: Recipe, index: int, tokenizer: PreTrainedTokenizerBase,
-                on_step: Callable[[int, float], None] | None = None) -> list[float]:
+def train_phase(
+    model: PreTrainedModel,
+    recipe: Recipe,
+    index: int,
+    tokenizer: PreTrainedTokenizerBase,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
     """Runs phase `index` of `recipe` on `model` in place; returns the per-step training losses."""
     phase = recipe.phases[index]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=phase.lr, betas=recipe.betas,
-                                  weight_decay=recipe.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=phase.lr, betas=recipe.betas, weight_decay=recipe.weight_decay)
     batches = phase_batches(recipe, index, tokenizer)
     model.train()
     losses = []
