@@ -95,6 +95,34 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
     assert all(torch.equal(final_whole[k], final_resumed[k]) for k in final_whole)
 
 
+def test_ppo_trains_policy_and_critic_and_resumes_exactly(tmp_path):
+    ppo = [
+        "algo.advantage=gae",
+        "rollout.group_size=1",
+        "trainer.prompts_per_step=16",
+        "algo.kl_coef=0.05",
+        "algo.kl_mode=reward",
+        "trainer.max_steps=3",
+        "trainer.checkpoint_every=2",
+        "eval.every=0",
+        "eval.at_start=false",
+    ]
+    Trainer(_tiny(tmp_path, "whole", *ppo)).run()
+    Trainer(_tiny(tmp_path, "killed", *ppo)).run()
+    run = RunDir(tmp_path / "killed")
+    __import__("shutil").rmtree(run.checkpoint_dir(3))  # killed after step 2's checkpoint
+    Trainer(_tiny(tmp_path, "killed", *ppo)).run(resume=True)
+
+    def comparable(path):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_metrics(path)]
+
+    whole = comparable(tmp_path / "whole/metrics.jsonl")
+    assert [r["count/responses"] for r in whole] == [16, 32, 48]  # G = 1
+    assert all(r["critic/grad_norm"] > 0 and r["loss/grad_norm"] > 0 for r in whole)
+    assert whole[-1]["critic/value_error"] < whole[0]["critic/value_error"]  # the critic learns the returns
+    assert comparable(run.metrics_path) == whole  # the critic's weights and optimiser were restored
+
+
 def test_resume_refuses_a_changed_config_but_allows_a_longer_run(tmp_path):
     Trainer(_tiny(tmp_path, "run", "trainer.max_steps=1", "eval.at_start=false")).run()
     with pytest.raises(ValueError, match="trainer.lr changed"):

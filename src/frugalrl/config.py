@@ -105,6 +105,7 @@ class AlgoConfig:
     reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
     kl_coef: float = _f(0.0, "weight of the KL-to-reference loss term (0: no reference model)")
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
+    kl_mode: str = _f("loss", "loss: kl_coef·KL added to the loss; reward: −kl_coef·k1 added to token rewards (gae)")
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
 
     def __post_init__(self) -> None:
@@ -124,10 +125,36 @@ class AlgoConfig:
                 f"algo.advantage={self.advantage} uses A = r, which needs signed rewards: set "
                 "algo.reward=correctness_pm1 (or limr)"
             )
-        if self.advantage == "gae":
-            raise ValueError("algo.advantage=gae needs a learned critic (PPO), which the trainer does not build yet")
+        _check_choice("algo.kl_mode", self.kl_mode, ["loss", "reward"])
+        if self.kl_mode == "reward" and not self.needs_critic:
+            raise ValueError(
+                "algo.kl_mode=reward puts the KL into token rewards, which only GAE reads: use it with "
+                f"algo.advantage=gae, or kl_mode=loss with algo.advantage={self.advantage}"
+            )
         if self.loss == "nll" and self.advantage != "raft":
             raise ValueError("algo.loss=nll (RAFT) trains on accepted responses only: use it with algo.advantage=raft")
+
+    @property
+    def needs_critic(self) -> bool:
+        """Token-level advantages from a learned value (PPO): the trainer builds a critic for them."""
+        return self.advantage in CRITIC_ESTIMATORS
+
+
+CRITIC_ESTIMATORS = ("gae",)
+
+
+@dataclass
+class CriticConfig:
+    lr: float = _f(1e-3, "AdamW learning rate of the value model (PPO; ~10× the policy's)")
+    value_clip: float = _f(0.2, "clip of the value loss around the values at collection time")
+    epochs: int = _f(1, "passes of the value update over each batch")
+    mini_batches: int = _f(1, "optimiser steps per pass of the value update")
+
+    def __post_init__(self) -> None:
+        _check_min("critic.epochs", self.epochs, 1)
+        _check_min("critic.mini_batches", self.mini_batches, 1)
+        if self.lr <= 0 or self.value_clip <= 0:
+            raise ValueError(f"critic.lr and critic.value_clip must be > 0, got {self.lr} and {self.value_clip}")
 
 
 @dataclass
@@ -205,6 +232,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

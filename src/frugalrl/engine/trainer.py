@@ -22,10 +22,17 @@ from torch import Tensor
 from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
 from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from frugalrl.engine.critic import Critic, CriticSettings, ValueModel
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.evaluation import held_out_metrics, protocol_of
 from frugalrl.engine.rollout import SamplingParams
-from frugalrl.engine.setup import build_optimizer, load_policy_and_backend, load_problems
+from frugalrl.engine.setup import (
+    build_optimizer,
+    load_policy_and_backend,
+    load_problems,
+    resolve_device,
+    resolve_model_path,
+)
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
 from frugalrl.engine.update import UpdateSettings, policy_update
 from frugalrl.rewards import reward_functions
@@ -78,13 +85,14 @@ class Trainer:
             mini_batches=cfg.trainer.mini_batches,
             micro_batch_size=cfg.trainer.micro_batch_size,
             grad_clip=cfg.trainer.grad_clip,
-            kl_coef=cfg.algo.kl_coef,
+            kl_coef=cfg.algo.kl_coef if cfg.algo.kl_mode == "loss" else 0.0,
             kl_estimator=cfg.algo.kl_estimator,
             entropy_coef=cfg.algo.entropy_coef,
         )
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
         )
+        self.critic = _build_critic(cfg) if cfg.algo.needs_critic else None
         self.eval_protocol = protocol_of(cfg)
         self.counters = Counters()
         self._warned_short = False
@@ -135,6 +143,9 @@ class Trainer:
         batch, passed, rounds = self._rollout(step, timings)
         filtered = batch.select(passed)
         inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
+        if self.critic is not None:
+            with _timed(timings, "time/values"):
+                inputs, old_values = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
         adv = self.estimator(inputs, **cfg.algo.advantage_args)
         train_batch = filtered.select(adv.keep)
         with _timed(timings, "time/update"):
@@ -142,6 +153,8 @@ class Trainer:
                 self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
                 ref_model=self.ref_model,
             )  # fmt: skip
+            if self.critic is not None:
+                update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         self.counters.responses += batch.num_rows
@@ -243,11 +256,15 @@ class Trainer:
             )
         loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         self.selector.load_state_dict(loop["selector"])
+        if self.critic is not None:
+            self.critic.load_state_dict(loop["critic"])
         self.counters = Counters(**loop["counters"])
         return self.counters.step
 
     def _checkpoint(self, step: int) -> None:
         loop = {"counters": asdict(self.counters), "selector": self.selector.state_dict()}
+        if self.critic is not None:
+            loop["critic"] = self.critic.state_dict()
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
 
 
@@ -268,6 +285,24 @@ class _timed:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
+
+
+def _build_critic(cfg: Config) -> Critic:
+    """PPO's value model, initialised from the policy's starting weights, with its own optimiser."""
+    model = ValueModel.from_policy(
+        resolve_model_path(cfg.model.path), device=resolve_device(cfg.run.device), dtype=cfg.model.dtype
+    )
+    settings = CriticSettings(
+        lr=cfg.critic.lr,
+        value_clip=cfg.critic.value_clip,
+        epochs=cfg.critic.epochs,
+        mini_batches=cfg.critic.mini_batches,
+        micro_batch_size=cfg.trainer.micro_batch_size,
+        grad_clip=cfg.trainer.grad_clip,
+        kl_in_reward=cfg.algo.kl_coef if cfg.algo.kl_mode == "reward" else 0.0,
+        temperature=cfg.rollout.temperature,
+    )
+    return Critic(model, settings)
 
 
 def _seed_everything(seed: int) -> None:

@@ -1,0 +1,175 @@
+"""PPO's learned critic: a value model, its token values, and its clipped regression update.
+
+The value model is the policy's architecture with the language-model head replaced by a fresh scalar head,
+its transformer initialised from the policy's weights (ALGORITHMS.md §3). V_t, the value of the state in
+which response token t is about to be generated, is read from the hidden state of the column before that
+token, the same column whose logits give log π(o_t), so values and log-probs line up token for token.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoModel
+
+from frugalrl.algos import AdvantageInputs, aggregation_weights, clipped_value_loss, kl_estimators
+from frugalrl.engine.policy import DTYPES, sequence_inputs
+from frugalrl.engine.update import batch_logprobs
+from frugalrl.types import RolloutBatch
+
+
+class ValueModel(nn.Module):
+    """A transformer body with a scalar head: hidden state [n, L, H] → value [n, L]."""
+
+    def __init__(self, body: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(hidden_size, 1)
+        # A zero head starts every value at 0: the first advantages are the (whitened) returns themselves,
+        # instead of returns minus noise from a random projection of the policy's features.
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, path: str | Path, *, device: str = "cpu", dtype: str = "float32") -> ValueModel:
+        """The transformer of the causal LM at `path` (its LM head dropped) plus a fresh scalar head."""
+        body = AutoModel.from_pretrained(path, dtype=DTYPES[dtype])
+        model = cls(body, body.config.hidden_size).to(device)
+        model.head.to(torch.float32)  # values are regression targets; keep the head in full precision
+        return model
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.weight.device
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        hidden = self.body(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        ).last_hidden_state  # [n, L, H]
+        return self.head(hidden.float()).squeeze(-1)  # [n, L]
+
+
+def response_values(critic: ValueModel, batch: RolloutBatch) -> Tensor:
+    """V_t [n, T] for every response token of `batch` (0 on padding); gradients flow if enabled."""
+    device = critic.device
+    input_ids, attention_mask, position_ids, prompt_width = sequence_inputs(batch)
+    width = input_ids.shape[1] - prompt_width
+    values = critic(input_ids.to(device), attention_mask.to(device), position_ids.to(device))
+    values = values[:, prompt_width - 1 : -1]  # [n, width]: column c holds the state before token c + 1
+    values = values * batch.response_mask[:, :width].to(device)
+    return nn.functional.pad(values, (0, batch.response_ids.shape[1] - width))
+
+
+@dataclass(frozen=True)
+class CriticSettings:
+    lr: float = 1e-3
+    value_clip: float = 0.2
+    epochs: int = 1
+    mini_batches: int = 1
+    micro_batch_size: int = 0
+    grad_clip: float = 1.0
+    kl_in_reward: float = 0.0  # β of the per-token −β·k1 reward (0: none)
+    temperature: float = 1.0
+
+
+class Critic:
+    """The value model, its optimiser, and the two things PPO asks of it each step.
+
+    `advantage_inputs` adds V_t and the token rewards to the outcome inputs before GAE; `update` regresses
+    V on the GAE returns with the clipped value loss, after the policy update.
+    """
+
+    def __init__(self, model: ValueModel, settings: CriticSettings) -> None:
+        self.model, self.settings = model, settings
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.99))
+
+    @torch.no_grad()
+    def values(self, batch: RolloutBatch) -> Tensor:
+        """V_t [N, T] of the whole batch, micro-batch by micro-batch."""
+        rows = torch.arange(batch.num_rows)
+        return torch.cat([response_values(self.model, batch.select(r)).cpu() for r in _chunks(rows, self._micro)])
+
+    def advantage_inputs(
+        self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
+    ) -> tuple[AdvantageInputs, Tensor]:
+        """GAE's inputs for `batch`: values, mask and token rewards −β·k1(π_old, π_ref) when β > 0.
+
+        k1 uses the behaviour log-probs: they are π_old's at the sampling temperature, so no extra forward
+        of the policy is needed. Returns the inputs and the values (the old values of the clipped loss).
+        """
+        values = self.values(batch)  # [N, T]
+        token_rewards = torch.zeros_like(values)
+        beta = self.settings.kl_in_reward
+        if beta > 0:
+            if ref_model is None:
+                raise ValueError("a KL reward needs a reference model")
+            ref_logp = batch_logprobs(ref_model, batch, temperature=self.settings.temperature, micro=self._micro)
+            kl = kl_estimators.get("k1")(batch.behaviour_logp, ref_logp)  # [N, T]
+            token_rewards = -beta * kl * batch.response_mask
+        full = AdvantageInputs(
+            rewards=inputs.rewards,
+            group_ids=inputs.group_ids,
+            correct=inputs.correct,
+            mask=batch.response_mask,
+            values=values,
+            token_rewards=token_rewards,
+        )
+        return full, values
+
+    def update(self, batch: RolloutBatch, returns: Tensor, old_values: Tensor) -> dict[str, Tensor]:
+        """Regress V on `returns` [N, T] with the clipped value loss; returns detached metrics (critic/...)."""
+        s, n = self.settings, batch.num_rows
+        if n == 0:
+            return {}
+        logs: dict[str, list[Tensor]] = defaultdict(list)
+        for _ in range(s.epochs):
+            order = torch.randperm(n) if s.epochs > 1 or s.mini_batches > 1 else torch.arange(n)
+            for mini in order.chunk(s.mini_batches):
+                for key, value in self._step(batch, returns, old_values, mini).items():
+                    logs[key].append(value)
+        return {key: torch.stack(values).mean() for key, values in logs.items()}
+
+    def _step(self, batch: RolloutBatch, returns: Tensor, old_values: Tensor, rows: Tensor) -> dict[str, Tensor]:
+        device = self.model.device
+        weights = aggregation_weights(batch.response_mask[rows], agg="token_mean")  # [m, T], sums to 1
+        sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
+        self.optimizer.zero_grad(set_to_none=True)
+        for local in _chunks(torch.arange(len(rows)), self._micro):
+            sub = batch.select(rows[local])
+            values = response_values(self.model, sub)  # [n, T]
+            loss, metrics = clipped_value_loss(
+                values,
+                old_values[rows[local]].to(device),
+                returns[rows[local]].to(device),
+                sub.response_mask.to(device),
+                clip=self.settings.value_clip,
+                agg_weights=weights[local].to(device),
+            )
+            loss.backward()
+            sums["critic/loss"] += loss.detach()
+            for key, value in metrics.items():
+                sums[f"critic/{key}"] += value.detach() * len(local) / len(rows)
+        max_norm = self.settings.grad_clip if self.settings.grad_clip > 0 else float("inf")
+        sums["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        self.optimizer.step()
+        return {k: v.detach().cpu() for k, v in sums.items()}
+
+    @property
+    def _micro(self) -> int:
+        return self.settings.micro_batch_size
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def _chunks(rows: Tensor, size: int) -> list[Tensor]:
+    return list(rows.split(size)) if size > 0 else [rows]
