@@ -14,10 +14,10 @@ frugalrl bench \
     --recipe raftpp=configs/raftpp.yaml \
     --recipe raftpp_clip_higher=configs/raftpp_clip_higher.yaml \
     --recipe rloo=configs/rloo.yaml \
+    --recipe ppo=configs/ppo.yaml \
     --recipe reinforce-all_correct=configs/reinforce.yaml:select.filters=[drop_all_correct] \
     --recipe reinforce-all_wrong=configs/reinforce.yaml:select.filters=[drop_all_wrong] \
     --recipe reinforce-both+std=configs/reinforce.yaml:select.filters=[drop_zero_variance]:algo.advantage_args.std_scale=true \
-    ${FAMILY_EXTRA_RECIPES:-} \
     --baseline grpo --seeds 0 1 2 --budget responses=7680 --out "$out" \
     -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
-       trainer.checkpoint_every=0
+       eval.kl_to_initial=true trainer.checkpoint_every=0

@@ -147,11 +147,15 @@ def test_evaluating_more_often_does_not_change_training(tmp_path):
 def test_responses_budget_and_schedule(tmp_path):
     # 8 prompts × 4 = 32 responses a step. Evaluations every 48 responses fall after steps 2 (64 ≥ 48) and
     # 3 (96 ≥ 96); the budget of 100 is reached after step 4 (128), the last step, evaluated too.
-    config = _tiny(tmp_path, "run", "trainer.max_responses=100", "eval.every_responses=48", "eval.at_start=false")
-    records = read_metrics(Trainer(config).run().path / "metrics.jsonl")
+    schedule = ["trainer.max_responses=100", "eval.every_responses=48", "eval.at_start=false"]
+    records = read_metrics(
+        Trainer(_tiny(tmp_path, "run", *schedule, "eval.kl_to_initial=true")).run().path / "metrics.jsonl"
+    )
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert [r["count/responses"] for r in records] == [32, 64, 96, 128]
     assert ["eval/avg@2" in r for r in records] == [False, True, True, True]
+    kl = [r["eval/kl_to_initial"] for r in records[1:]]  # the KL monitor rides along with each evaluation
+    assert all(abs(v) < 1.0 for v in kl) and len(set(kl)) == 3
 
 
 def test_starting_over_an_existing_run_requires_resume(tmp_path):

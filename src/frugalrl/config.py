@@ -215,6 +215,9 @@ class EvalConfig:
     temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k")
     greedy: bool = _f(True, "also report greedy accuracy")
     at_start: bool = _f(True, "evaluate before the first step")
+    kl_to_initial: bool = _f(
+        False, "at each evaluation also log eval/kl_to_initial, KL(policy ‖ initial policy) on the step's samples"
+    )
 
     def __post_init__(self) -> None:
         for name in ("every", "every_responses", "k"):

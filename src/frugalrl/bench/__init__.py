@@ -37,7 +37,7 @@ The comparison directory::
                                          seeds), steps, responses, tokens, training time, time and
                                          responses to the baseline's final accuracy and the saving
     <out>/accuracy.png                   accuracy vs training time and vs generated responses, seed bands
-    <out>/dynamics.png                   loss/entropy and (if logged) loss/kl vs step
+    <out>/dynamics.png                   loss/entropy and (if logged) KL to the initial policy vs step
 
 Runs go one after another, never concurrently, each in a fresh process; re-running the same bench skips
 finished runs and resumes interrupted ones (`frugalrl.bench.runner`). The definitions of every number,

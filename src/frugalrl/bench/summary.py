@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 ENTROPY_KEY = "loss/entropy"
-KL_KEY = "loss/kl"  # KL to the frozen initial policy; logged only when algo.kl_coef > 0
+# KL to the initial policy: the evaluation-time monitor (eval.kl_to_initial), else the loss term (kl_coef > 0)
+KL_KEYS = ("eval/kl_to_initial", "loss/kl")
 Runs = dict[str, dict[int, list[Record]]]
 """{label: {seed: merged metrics records}} of the finished runs."""
 
@@ -113,8 +114,9 @@ def _accuracy_figure(runs: Runs, comparison: Comparison) -> Figure:
 
 def _dynamics_figure(runs: Runs) -> Figure | None:
     """Entropy and, where logged, KL to the initial policy against step; None if neither was logged."""
-    names = {ENTROPY_KEY: "policy entropy", KL_KEY: "KL to the initial policy"}
-    logged = [key for key in names if _logged(runs, key)]
+    names = {ENTROPY_KEY: "policy entropy", **dict.fromkeys(KL_KEYS, "KL to the initial policy")}
+    kl_logged = [key for key in KL_KEYS if _logged(runs, key)][:1]  # one KL panel, the monitor if present
+    logged = [key for key in (ENTROPY_KEY, *kl_logged) if _logged(runs, key)]
     if not logged:
         return None
     fig, axes = _figure(len(logged), title="training dynamics: mean over seeds, band min–max")

@@ -34,7 +34,7 @@ from frugalrl.engine.setup import (
     resolve_model_path,
 )
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
-from frugalrl.engine.update import UpdateSettings, policy_update
+from frugalrl.engine.update import UpdateSettings, batch_logprobs, policy_update
 from frugalrl.rewards import reward_functions
 from frugalrl.selection import apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
@@ -70,7 +70,8 @@ class Trainer:
         _seed_everything(cfg.run.seed)
         self.run_dir = RunDir(cfg.run_dir)
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
-        self.ref_model = _frozen_copy(self.policy.model) if cfg.algo.kl_coef > 0 else None
+        needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
+        self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
         self.train_set, self.eval_set = load_problems(cfg.data)
         self.selector = selectors.get(cfg.select.selector)(self.train_set, seed=cfg.run.seed)
         self.reward_fn = reward_functions.get(cfg.algo.reward)
@@ -126,7 +127,7 @@ class Trainer:
                 stats.record(step, prompt_stats(batch))
                 last = step == cfg.trainer.max_steps or self._out_of_budget()
                 if last or self._eval_due(step, responses_before):
-                    metrics.update(self._evaluate(display))
+                    metrics.update(self._evaluate(display, batch))
                 metrics_log.log(step, {**metrics, **self.counters.metrics()})
                 if last or (cfg.trainer.checkpoint_every and step % cfg.trainer.checkpoint_every == 0):
                     self._checkpoint(step)
@@ -206,15 +207,25 @@ class Trainer:
         return batch, passed, rounds
 
     # ---------------------------------------------------------------------------------------------------
-    def _evaluate(self, display: ProgressDisplay) -> dict[str, float]:
+    def _evaluate(self, display: ProgressDisplay, batch: RolloutBatch | None = None) -> dict[str, float]:
         began = time.perf_counter()
         problems = self.eval_set[: self.config.eval.num_problems]
         metrics = held_out_metrics(
             self.backend, problems, self.eval_protocol, self.reward_fn, seed=self.config.run.seed
         )
+        if batch is not None and self.config.eval.kl_to_initial:
+            metrics["eval/kl_to_initial"] = self._kl_to_initial(batch)
         self.counters.eval_elapsed += time.perf_counter() - began
         display.evaluated(self.counters.step, metrics, self.eval_protocol.describe())
         return metrics
+
+    def _kl_to_initial(self, batch: RolloutBatch) -> float:
+        """KL(π_old ‖ π_initial) per token, estimated by k1 on the step's own samples (drawn from π_old):
+        E_π_old[log π_old − log π_initial] is the KL itself, and it needs only the reference's forward."""
+        s = self.update_settings
+        ref_logp = batch_logprobs(self.ref_model, batch, temperature=s.temperature, micro=s.micro_batch_size)
+        mask = batch.response_mask
+        return float(((batch.behaviour_logp - ref_logp) * mask).sum() / mask.sum().clamp(min=1))
 
     def _out_of_budget(self) -> bool:
         """The time limit or the responses budget is spent (either may be 0: none)."""
