@@ -11,7 +11,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from frugalrl.algos.advantages import AdvantageInputs, grpo_advantages
+from frugalrl.algos.advantages import AdvantageInputs, group_stats, grpo_advantages
 from frugalrl.algos.losses import aggregation_weights
 from frugalrl.registry import Registry
 
@@ -31,12 +31,16 @@ def split_advantages(rewards: Tensor, group_ids: Tensor, is_off: Tensor, *, eps:
 
         A_i = (r_i − mean(r_S)) / (std(r_S) + eps),  S = the rows of i's prompt with the same is_off as i
 
-    with GRPO's conventions (unbiased std; all-equal → 0; a set of one has mean 0 and std 1, so A = r/(1+eps):
-    keep k ≥ 2 and min_cache ≥ 2 so every replayed set is a real group). Fresh rows get exactly their GRPO
-    advantages, so RePO without replayed rows is GRPO.
+    with GRPO's conventions (unbiased std; all-equal → 0, never NaN). Fresh rows get exactly their GRPO
+    advantages, including GRPO's A = r/(1+eps) for a fresh group of one, so RePO with nothing replayed is
+    GRPO. A *replayed* set of one has no spread to normalise by and gets A = 0: a stale response is not
+    pushed up or down by its raw reward alone (with k ≥ 2 and min_cache ≥ 2 every replayed set is a group).
     """
     keys = group_ids.long() * 2 + is_off.long()  # [N] one id per (prompt, fresh or replayed)
-    return grpo_advantages(AdvantageInputs.of(rewards, keys), eps=eps).advantages
+    adv = grpo_advantages(AdvantageInputs.of(rewards, keys), eps=eps).advantages  # [N]
+    stats = group_stats(rewards, keys)
+    lone_replayed = is_off.bool() & (stats.count[stats.index] == 1)  # [N]
+    return torch.where(lone_replayed, 0.0, adv)
 
 
 @repo_advantage_modes.register("mixed")
