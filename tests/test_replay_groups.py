@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 import torch
 
-from frugalrl.replay import GroupReplayBuffer
+from frugalrl.replay import GroupReplayBuffer, importance_weight_metrics, replay_metrics
 from frugalrl.types import concat_batches
 from replay_batches import GroupSpec, row_content, scored_batch
 
@@ -197,3 +197,39 @@ def test_generated_at_is_carried_by_select_and_concat():
     assert concat_batches([fresh, fresh]).generated_at is None  # all fresh stays fresh
     with pytest.raises(ValueError, match="pass step="):
         concat_batches([fresh, old])
+
+
+# --- metrics ---------------------------------------------------------------------------------------------
+
+
+def test_replay_metrics_of_an_rr_step():
+    buffer = GroupReplayBuffer(8)
+    _fill(buffer, ["a"], step=2)
+    _fill(buffer, ["b"], step=5)
+    fresh = scored_batch([GroupSpec("f", (1.0, 0.0))], tag=7)  # 2 fresh rows at step 7
+    batch = concat_batches([fresh, buffer.sample(2)], step=7)  # + 3 rows from step 2, 3 from step 5
+    metrics = replay_metrics(batch, step=7, buffer=buffer)
+    assert metrics == {
+        "replay/off_rows": 6.0,
+        "replay/replayed_frac": 6 / 8,
+        "replay/staleness_mean": (3 * 5 + 3 * 2) / 6,
+        "replay/staleness_max": 5.0,
+        "replay/buffer_bytes": float(buffer.nbytes),
+        "replay/buffer_groups": 2.0,
+        "replay/generation_saved": 6.0,
+    }
+    quiet = replay_metrics(fresh, step=7, buffer=buffer)  # nothing replayed: zeros, not NaN
+    assert quiet["replay/off_rows"] == 0 and quiet["replay/staleness_mean"] == 0 and quiet["replay/staleness_max"] == 0
+
+
+def test_importance_weight_metrics_look_at_replayed_tokens_only():
+    old_logp = torch.tensor([[-1.0, -1.0], [-1.0, -1.0], [-1.0, -1.0]])
+    behaviour = torch.tensor([[-1.0, -1.0], [-1.5, -0.5], [-2.0, -1.0]])  # w = 1, 1 | e^0.5, e^-0.5 | e^1, 1
+    mask = torch.tensor([[True, True], [True, True], [True, False]])
+    is_off = torch.tensor([False, True, True])
+    metrics = importance_weight_metrics(old_logp, behaviour, mask, is_off)
+    e = torch.e
+    assert metrics["replay/weight_mean"].item() == pytest.approx((e**0.5 + e**-0.5 + e) / 3)
+    assert metrics["replay/weight_max"].item() == pytest.approx(e)
+    none = importance_weight_metrics(old_logp, behaviour, mask, torch.zeros(3, dtype=torch.bool))
+    assert none["replay/weight_mean"].item() == 0 and none["replay/weight_max"].item() == 0

@@ -10,6 +10,7 @@ import torch
 from frugalrl.algos import policy_losses
 from frugalrl.replay import (
     PromptReplayBuffer,
+    replay_metrics,
     repo_advantage_modes,
     repo_advantages,
     repo_loss_inputs,
@@ -177,3 +178,22 @@ def test_repo_loss_inputs_give_on_policy_loss_plus_weighted_off_policy_loss():
         on, _ = clipped(logp[:3], old_logp[:3], adv[:3], mask[:3], agg=agg)  # ratio π_θ/π_old
         off, _ = clipped(logp[3:], behaviour[3:], adv[3:], mask[3:], agg=agg)  # ratio π_θ/μ
         torch.testing.assert_close(loss, on + 0.5 * off)
+
+
+def test_replay_metrics_of_a_repo_step():
+    buffer = PromptReplayBuffer()
+    buffer.insert(scored_batch([GroupSpec("a", (1.0, 0.0)), GroupSpec("b", (0.0,))], tag=1), 1)
+    fresh = scored_batch([GroupSpec("a", (1.0, 1.0)), GroupSpec("c", (0.0, 1.0))], tag=4)
+    joined, _ = with_replayed(fresh, buffer.retrieve(fresh.problems, 2, strategy="all"), step=4)
+    buffer.insert(fresh, 4)
+    metrics = replay_metrics(joined, step=4, buffer=buffer)
+    assert metrics == {
+        "replay/off_rows": 2.0,
+        "replay/replayed_frac": 2 / 6,
+        "replay/staleness_mean": 3.0,
+        "replay/staleness_max": 3.0,
+        "replay/buffer_bytes": float(buffer.nbytes),
+        "replay/buffer_prompts": 3.0,
+        "replay/buffer_responses": 7.0,
+        "replay/prompts_replayed": 1.0,
+    }
