@@ -111,6 +111,9 @@ def test_group_buffer_sample_is_uniform_without_replacement():
     assert buffer.sample(50).num_rows == 30  # fewer groups stored than asked for: all of them
     empty = buffer.sample(0)
     assert empty.num_rows == 0 and empty.problems == []
+    others = {p.id for _ in range(50) for p in buffer.sample(3, exclude=["p0", "p1", "p2", "p3"]).problems}
+    assert others == {f"p{i}" for i in range(4, 10)}
+    assert buffer.sample(9, exclude=[f"p{i}" for i in range(9)]).problems[0].id == "p9"
 
 
 def test_group_buffer_sample_from_empty_buffer_concatenates_with_a_fresh_batch():

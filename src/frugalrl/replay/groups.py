@@ -9,6 +9,7 @@ original rewards and the behaviour log-probs log μ stored at generation, which 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -141,14 +142,17 @@ class GroupReplayBuffer:
         while len(self._groups) > self.capacity:
             self._groups.popitem(last=False)
 
-    def sample(self, num_groups: int, *, pad_id: int = 0) -> RolloutBatch:
-        """Up to `num_groups` groups drawn uniformly without replacement (fewer if fewer are stored).
+    def sample(self, num_groups: int, *, pad_id: int = 0, exclude: Collection[str] = ()) -> RolloutBatch:
+        """Up to `num_groups` groups drawn uniformly without replacement (fewer if fewer are stored), from
+        the groups whose prompt id is not in `exclude` (e.g. the prompts generated fresh this step, so that
+        no prompt appears twice in the batch).
 
         Returns them as one batch with the padding conventions of generation (prompts left-padded,
         responses right-padded with `pad_id`, masked) and `generated_at` [N] set to each row's generation
         step. The groups stay in the buffer.
         """
-        groups = self.groups
+        excluded = set(exclude)
+        groups = [g for g in self._groups.values() if g.prompt_id not in excluded]
         picked = torch.randperm(len(groups), generator=self._generator)[: max(num_groups, 0)]
         return _as_batch([groups[int(i)] for i in picked], pad_id=pad_id)
 
