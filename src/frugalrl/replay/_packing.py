@@ -31,18 +31,21 @@ def compact_logp(logp: Tensor) -> Tensor:
 
 @dataclass(frozen=True)
 class PackedRows:
-    """Unpadded rows to re-pad into a batch; every list has one entry per row (R rows, K problems).
+    """Unpadded rows to re-pad into a batch (R rows, K problems), each token field flat: the rows' tokens
+    concatenated in row order, with one length per row.
 
-    prompts: R × [P_r] token ids;  responses: R × [T_r] token ids;  logps: R × [T_r] log μ
+    prompt_ids: [ΣP_r] with prompt_lengths [R];  response_ids, behaviour_logp: [ΣT_r] with response_lengths [R]
     group_index: [R] long into `problems`;  rewards [R] float;  correct, truncated [R] bool;
-    generated_at [R] long.
+    generated_at [R] long;  completions: R texts.
     """
 
     problems: list[Problem]
     group_index: Tensor
-    prompts: list[Tensor]
-    responses: list[Tensor]
-    logps: list[Tensor]
+    prompt_ids: Tensor
+    prompt_lengths: Tensor
+    response_ids: Tensor
+    response_lengths: Tensor
+    behaviour_logp: Tensor
     completions: list[str]
     rewards: Tensor
     correct: Tensor
@@ -50,23 +53,27 @@ class PackedRows:
     generated_at: Tensor
 
 
+def _pad(flat: Tensor, lengths: Tensor, *, value: float, left: bool, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(padded [R, W], valid mask [R, W]) of rows given flat [ΣL_r] with lengths [R], W = max L_r.
+
+    Boolean-mask assignment fills the valid positions in row-major order, which is the order of `flat`.
+    """
+    lengths = lengths.long()
+    width = int(lengths.max()) if len(lengths) else 0
+    positions = torch.arange(width)  # [W]
+    valid = positions >= (width - lengths)[:, None] if left else positions < lengths[:, None]  # [R, W]
+    padded = torch.full(valid.shape, value, dtype=dtype)
+    padded[valid] = flat.to(dtype)
+    return padded, valid
+
+
 def padded_batch(rows: PackedRows, *, pad_id: int) -> RolloutBatch:
     """The rows as a `RolloutBatch`: prompts left-padded, responses right-padded with `pad_id` (masked)."""
-    num_rows = len(rows.prompts)
-    prompt_width = max((len(p) for p in rows.prompts), default=0)
-    response_width = max((len(r) for r in rows.responses), default=0)
-    prompt_ids = torch.full((num_rows, prompt_width), pad_id, dtype=torch.long)  # [N, P]
-    prompt_mask = torch.zeros(num_rows, prompt_width, dtype=torch.bool)  # [N, P]
-    response_ids = torch.full((num_rows, response_width), pad_id, dtype=torch.long)  # [N, T]
-    response_mask = torch.zeros(num_rows, response_width, dtype=torch.bool)  # [N, T]
-    behaviour_logp = torch.zeros(num_rows, response_width)  # [N, T]
-    for i, (prompt, response, logp) in enumerate(zip(rows.prompts, rows.responses, rows.logps, strict=True)):
-        start = prompt_width - len(prompt)
-        prompt_ids[i, start:] = prompt
-        prompt_mask[i, start:] = True
-        response_ids[i, : len(response)] = response
-        response_mask[i, : len(response)] = True
-        behaviour_logp[i, : len(logp)] = logp
+    prompt_ids, prompt_mask = _pad(rows.prompt_ids, rows.prompt_lengths, value=pad_id, left=True, dtype=torch.long)
+    response_ids, response_mask = _pad(
+        rows.response_ids, rows.response_lengths, value=pad_id, left=False, dtype=torch.long
+    )  # [N, T] each
+    logp, _ = _pad(rows.behaviour_logp, rows.response_lengths, value=0.0, left=False, dtype=torch.float32)
     return RolloutBatch(
         problems=rows.problems,
         group_index=rows.group_index,
@@ -74,13 +81,18 @@ def padded_batch(rows: PackedRows, *, pad_id: int) -> RolloutBatch:
         prompt_mask=prompt_mask,
         response_ids=response_ids,
         response_mask=response_mask,
-        behaviour_logp=behaviour_logp,
+        behaviour_logp=logp,
         truncated=rows.truncated,
         completions=rows.completions,
         rewards=rows.rewards,
         correct=rows.correct,
         generated_at=rows.generated_at,
     )
+
+
+def cat_1d(parts: list[Tensor], dtype: torch.dtype) -> Tensor:
+    """Concatenation of 1-D tensors of possibly different dtypes, as `dtype` (empty list → empty tensor)."""
+    return torch.cat([p.to(dtype) for p in parts]) if parts else torch.zeros(0, dtype=dtype)
 
 
 def row_tokens(batch: RolloutBatch, row: int) -> tuple[Tensor, Tensor, Tensor]:

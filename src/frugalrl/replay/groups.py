@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from frugalrl.replay._packing import PackedRows, padded_batch, require_fresh_scored, row_tokens
+from frugalrl.replay._packing import PackedRows, cat_1d, padded_batch, require_fresh_scored, row_tokens
 from frugalrl.types import Problem, RolloutBatch
 
 
@@ -68,7 +68,7 @@ class ReplayGroup:
             problem=batch.problem_of_row(int(rows[0])),
             step=step,
             prompt_ids=tokens[0][0],
-            response_ids=torch.cat([r.to(dtype) for r in responses]) if responses else torch.zeros(0, dtype=dtype),
+            response_ids=cat_1d(responses, dtype),
             response_lengths=torch.tensor([len(r) for r in responses], dtype=torch.int32),
             behaviour_logp=torch.cat([logp for _, _, logp in tokens]),
             rewards=batch.rewards[rows].detach().to("cpu", torch.float32, copy=True),
@@ -170,22 +170,19 @@ class GroupReplayBuffer:
 
 def _as_batch(groups: list[ReplayGroup], *, pad_id: int) -> RolloutBatch:
     """The groups' rows, group by group, re-padded into one batch (group k of the list is problem k)."""
-    sizes = [g.size for g in groups]
-    responses, logps = [], []
-    for g in groups:
-        lengths = g.response_lengths.tolist()
-        responses += list(g.response_ids.split(lengths))
-        logps += list(g.behaviour_logp.split(lengths))
+    sizes = torch.tensor([g.size for g in groups], dtype=torch.long)  # [K]
     rows = PackedRows(
         problems=[g.problem for g in groups],
-        group_index=torch.arange(len(groups)).repeat_interleave(torch.tensor(sizes, dtype=torch.long)),
-        prompts=[g.prompt_ids for g in groups for _ in range(g.size)],
-        responses=responses,
-        logps=logps,
+        group_index=torch.arange(len(groups)).repeat_interleave(sizes),
+        prompt_ids=cat_1d([g.prompt_ids.repeat(g.size) for g in groups], torch.long),  # each row holds the prompt
+        prompt_lengths=torch.tensor([len(g.prompt_ids) for g in groups], dtype=torch.long).repeat_interleave(sizes),
+        response_ids=cat_1d([g.response_ids for g in groups], torch.long),
+        response_lengths=cat_1d([g.response_lengths for g in groups], torch.long),
+        behaviour_logp=cat_1d([g.behaviour_logp for g in groups], torch.float32),
         completions=[c for g in groups for c in g.completions],
-        rewards=torch.cat([g.rewards for g in groups]) if groups else torch.zeros(0),
-        correct=torch.cat([g.correct for g in groups]) if groups else torch.zeros(0, dtype=torch.bool),
-        truncated=torch.cat([g.truncated for g in groups]) if groups else torch.zeros(0, dtype=torch.bool),
-        generated_at=torch.tensor([g.step for g in groups for _ in range(g.size)], dtype=torch.long),
+        rewards=cat_1d([g.rewards for g in groups], torch.float32),
+        correct=cat_1d([g.correct for g in groups], torch.bool),
+        truncated=cat_1d([g.truncated for g in groups], torch.bool),
+        generated_at=torch.tensor([g.step for g in groups], dtype=torch.long).repeat_interleave(sizes),
     )
     return padded_batch(rows, pad_id=pad_id)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from frugalrl.replay._packing import PackedRows, padded_batch, require_fresh_scored, row_tokens
+from frugalrl.replay._packing import PackedRows, cat_1d, padded_batch, require_fresh_scored, row_tokens
 from frugalrl.replay.strategies import replay_strategies
 from frugalrl.types import Problem, RolloutBatch, concat_batches
 
@@ -131,12 +131,15 @@ class PromptReplayBuffer:
         self, problems: list[Problem], group_index: list[int], picked: list[tuple[str, ReplayResponse]], *, pad_id: int
     ) -> RolloutBatch:
         responses = [r for _, r in picked]
+        prompts = [self._prompt_ids[prompt_id] for prompt_id, _ in picked]
         rows = PackedRows(
             problems=problems,
             group_index=torch.tensor(group_index, dtype=torch.long),
-            prompts=[self._prompt_ids[prompt_id] for prompt_id, _ in picked],
-            responses=[r.response_ids for r in responses],
-            logps=[r.behaviour_logp for r in responses],
+            prompt_ids=cat_1d(prompts, torch.long),
+            prompt_lengths=torch.tensor([len(p) for p in prompts], dtype=torch.long),
+            response_ids=cat_1d([r.response_ids for r in responses], torch.long),
+            response_lengths=torch.tensor([len(r.response_ids) for r in responses], dtype=torch.long),
+            behaviour_logp=cat_1d([r.behaviour_logp for r in responses], torch.float32),
             completions=[r.completion for r in responses],
             rewards=torch.tensor([r.reward for r in responses], dtype=torch.float32),
             correct=torch.tensor([r.correct for r in responses], dtype=torch.bool),
