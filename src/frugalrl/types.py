@@ -44,6 +44,8 @@ class RolloutBatch:
     truncated:      [N] bool, no EOS before the length limit
     completions:    [N] decoded response texts (special tokens removed)
     rewards:        [N] float, filled by scoring;  correct [N] bool
+    generated_at:   [N] long, the RL step each row was generated at; None for a fresh batch, whose rows were
+                    all generated at the current step (replay buffers fill it for the rows they return)
     """
 
     problems: list[Problem]
@@ -57,6 +59,7 @@ class RolloutBatch:
     completions: list[str]
     rewards: Tensor | None = None
     correct: Tensor | None = None
+    generated_at: Tensor | None = None
 
     @property
     def num_rows(self) -> int:
@@ -64,6 +67,15 @@ class RolloutBatch:
 
     def problem_of_row(self, row: int) -> Problem:
         return self.problems[int(self.group_index[row])]
+
+    def generation_steps(self, step: int) -> Tensor:
+        """[N] long: the step each row was generated at, `step` for every row of a fresh batch.
+
+        Staleness (how many policy updates old a row is) is `step - batch.generation_steps(step)`.
+        """
+        if self.generated_at is None:
+            return torch.full((self.num_rows,), step, dtype=torch.long)
+        return self.generated_at
 
     def select(self, rows: Tensor | list[int]) -> RolloutBatch:
         """The rows given by an index tensor or a bool mask [N]; `problems` stays whole so group ids stay valid."""
@@ -82,13 +94,24 @@ class RolloutBatch:
             completions=[self.completions[i] for i in pick],
             rewards=None if self.rewards is None else self.rewards[rows],
             correct=None if self.correct is None else self.correct[rows],
+            generated_at=None if self.generated_at is None else self.generated_at[rows],
         )
 
 
-def concat_batches(batches: list[RolloutBatch], *, pad_id: int = 0) -> RolloutBatch:
+def concat_batches(
+    batches: list[RolloutBatch], *, pad_id: int = 0, step: int | None = None, shared_problems: bool = False
+) -> RolloutBatch:
     """One batch from several (e.g. the rounds of dynamic sampling): prompts re-padded on the left,
-    responses on the right, group ids offset so groups stay distinct. Padding is masked, so `pad_id` only
-    has to be a valid token id."""
+    responses on the right. Padding is masked, so `pad_id` only has to be a valid token id.
+
+    Groups: by default group ids are offset so the groups of different batches stay distinct (the problems
+    lists are concatenated). With `shared_problems=True` every batch must index the *same* problems list
+    (same ids in the same order, e.g. fresh RePO responses and the replayed responses of those prompts):
+    group ids are kept as they are, so rows of the same prompt share a group id.
+
+    generation steps: the result has `generated_at` iff some input has it; the rows of the inputs without
+    it (fresh batches) were generated at `step`, which must then be given.
+    """
     if len(batches) == 1:
         return batches[0]
     prompt_width = max(b.prompt_ids.shape[1] for b in batches)
@@ -100,12 +123,21 @@ def concat_batches(batches: list[RolloutBatch], *, pad_id: int = 0) -> RolloutBa
     def right(x: Tensor, value: float) -> Tensor:
         return torch.nn.functional.pad(x, (0, response_width - x.shape[1]), value=value)
 
-    offsets = [0]
-    for b in batches[:-1]:
-        offsets.append(offsets[-1] + len(b.problems))
+    if shared_problems:
+        ids = [p.id for p in batches[0].problems]
+        for i, b in enumerate(batches[1:], start=1):
+            if [p.id for p in b.problems] != ids:
+                raise ValueError(f"shared_problems=True but batch {i} has other problems than batch 0")
+        offsets = [0] * len(batches)
+        problems = list(batches[0].problems)
+    else:
+        offsets = [0]
+        for b in batches[:-1]:
+            offsets.append(offsets[-1] + len(b.problems))
+        problems = [p for b in batches for p in b.problems]
     scored = all(b.rewards is not None for b in batches)
     return RolloutBatch(
-        problems=[p for b in batches for p in b.problems],
+        problems=problems,
         group_index=torch.cat([b.group_index + off for b, off in zip(batches, offsets, strict=True)]),
         prompt_ids=torch.cat([left(b.prompt_ids, pad_id) for b in batches]),
         prompt_mask=torch.cat([left(b.prompt_mask, False) for b in batches]),
@@ -116,4 +148,17 @@ def concat_batches(batches: list[RolloutBatch], *, pad_id: int = 0) -> RolloutBa
         completions=[c for b in batches for c in b.completions],
         rewards=torch.cat([b.rewards for b in batches]) if scored else None,
         correct=torch.cat([b.correct for b in batches]) if scored else None,
+        generated_at=_concat_generated_at(batches, step),
     )
+
+
+def _concat_generated_at(batches: list[RolloutBatch], step: int | None) -> Tensor | None:
+    """[N] generation steps of concatenated batches; None when every input is fresh (None)."""
+    if all(b.generated_at is None for b in batches):
+        return None
+    if step is None and any(b.generated_at is None for b in batches):
+        raise ValueError(
+            "concat_batches: some batches carry generated_at and some are fresh (None); pass step= the "
+            "current step, the step the fresh rows were generated at"
+        )
+    return torch.cat([b.generated_at if b.generated_at is not None else b.generation_steps(step) for b in batches])
