@@ -177,6 +177,37 @@ class SelectConfig:
 
 
 @dataclass
+class ReplayConfig:
+    kind: str = _f("none", "replay of past rollouts: none, rr (rollout replay of whole groups), repo (RePO)")
+    capacity: int = _f(128, "rr: buffer capacity in groups (FIFO; only groups with unequal rewards are kept)")
+    fresh_fraction: float = _f(0.5, "rr: σ, share of the B prompts generated fresh each step; the rest is replayed")
+    capacity_per_prompt: int = _f(16, "repo: responses kept per prompt (FIFO)")
+    replay_k: int = _f(8, "repo: replayed responses per prompt (G_off)")
+    min_cache: int = _f(8, "repo: a prompt is replayed once its buffer holds this many responses")
+    strategy: str = _f("highest_k", "repo: which stored responses to replay (frugalrl.replay.replay_strategies)")
+    advantage_mode: str = _f("split", "repo: split (fresh and replayed normalised apart) or mixed (together)")
+    off_weight: float = _f(1.0, "repo: λ_off in L_on + λ_off·L_off")
+
+    def __post_init__(self) -> None:
+        from frugalrl.replay import replay_strategies, repo_advantage_modes
+        from frugalrl.replay.parts import replay_parts
+
+        replay_parts.get(self.kind)
+        replay_strategies.get(self.strategy)
+        repo_advantage_modes.get(self.advantage_mode)
+        for name in ("capacity", "capacity_per_prompt", "replay_k", "min_cache"):
+            _check_min(f"replay.{name}", getattr(self, name), 1)
+        if not 0 < self.fresh_fraction <= 1:
+            raise ValueError(f"replay.fresh_fraction must be in (0, 1], got {self.fresh_fraction}")
+        _check_min("replay.off_weight", self.off_weight, 0.0)
+        if self.min_cache > self.capacity_per_prompt:
+            raise ValueError(
+                f"replay.min_cache={self.min_cache} > replay.capacity_per_prompt={self.capacity_per_prompt}: "
+                "no prompt would ever be replayed"
+            )
+
+
+@dataclass
 class TrainerConfig:
     max_steps: int = _f(100, "number of RL steps (one batch of prompts each)")
     time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)")
@@ -237,8 +268,24 @@ class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def __post_init__(self) -> None:
+        """Checks across sections: parts that only work together."""
+        if self.replay.kind == "rr" and self.algo.loss != "rr_offpolicy":
+            raise ValueError(
+                "replay.kind=rr trains on groups sampled by older policies: set algo.loss=rr_offpolicy (the clipped "
+                f"loss with the staleness weight π_old/μ), not {self.algo.loss}"
+            )
+        if self.replay.kind == "repo" and self.algo.advantage != "grpo":
+            raise ValueError(
+                "replay.kind=repo computes its own group-normalised advantages (replay.advantage_mode): use it with "
+                f"algo.advantage=grpo, not {self.algo.advantage}"
+            )
+        if self.replay.kind != "none" and self.algo.needs_critic:
+            raise ValueError(f"replay.kind={self.replay.kind} is not supported with a learned critic (PPO)")
 
     @property
     def run_dir(self) -> Path:

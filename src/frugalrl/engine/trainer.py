@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from frugalrl.engine.setup import (
 )
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
 from frugalrl.engine.update import UpdateSettings, batch_logprobs, policy_update
+from frugalrl.replay.parts import replay_parts
 from frugalrl.rewards import reward_functions
 from frugalrl.selection import apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
@@ -49,6 +51,7 @@ class Counters:
     responses: int = 0
     gen_tokens: int = 0
     train_tokens: int = 0
+    effective_steps: int = 0  # steps whose policy gradient could be non-zero (some kept row with A ≠ 0)
     train_elapsed: float = 0.0  # seconds of training, evaluation and checkpointing excluded
     eval_elapsed: float = 0.0
 
@@ -57,6 +60,7 @@ class Counters:
             "count/responses": self.responses,
             "count/gen_tokens": self.gen_tokens,
             "count/train_tokens": self.train_tokens,
+            "count/effective_steps": self.effective_steps,
             "time/train_elapsed": self.train_elapsed,
             "time/eval_elapsed": self.eval_elapsed,
         }
@@ -74,6 +78,7 @@ class Trainer:
         self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
         self.train_set, self.eval_set = load_problems(cfg.data)
         self.selector = selectors.get(cfg.select.selector)(self.train_set, seed=cfg.run.seed)
+        self.replay = replay_parts.get(cfg.replay.kind)(seed=cfg.run.seed, **_replay_args(cfg))
         self.reward_fn = reward_functions.get(cfg.algo.reward)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
@@ -89,6 +94,8 @@ class Trainer:
             kl_coef=cfg.algo.kl_coef if cfg.algo.kl_mode == "loss" else 0.0,
             kl_estimator=cfg.algo.kl_estimator,
             entropy_coef=cfg.algo.entropy_coef,
+            replayed_ratio=self.replay.replayed_ratio,
+            replayed_weight=self.replay.replayed_weight,
         )
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
@@ -141,41 +148,45 @@ class Trainer:
         """One RL step; returns the scored batch (every generated response) and the step's metrics."""
         cfg, timings = self.config, {}
         self.counters.step = step
-        batch, passed, rounds = self._rollout(step, timings)
-        filtered = batch.select(passed)
+        pad_id = self.policy.tokenizer.pad_token_id
+        fresh_prompts = self.replay.fresh_prompts(cfg.trainer.prompts_per_step)
+        batch, passed, rounds = self._rollout(step, timings, fresh_prompts)
+        filtered, is_off = self.replay.mix(step, batch, passed, pad_id=pad_id)
         inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
         if self.critic is not None:
             with _timed(timings, "time/values"):
                 inputs, old_values = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
-        adv = self.estimator(inputs, **cfg.algo.advantage_args)
+        adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
         with _timed(timings, "time/update"):
             update_metrics = policy_update(
                 self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
-                ref_model=self.ref_model,
+                ref_model=self.ref_model, is_off=is_off[adv.keep],
             )  # fmt: skip
             if self.critic is not None:
                 update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
+        metrics = batch_metrics(batch, adv, trained_rows=train_batch.num_rows)
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
         self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
-        metrics = batch_metrics(batch, adv, trained_rows=train_batch.num_rows)
+        self.counters.effective_steps += int(metrics["data/effective_step"])
         metrics["data/sampling_rounds"] = rounds
         metrics["data/filtered_responses"] = int((~passed).sum())
         metrics.update({k: float(v) for k, v in update_metrics.items()})
+        metrics.update(self.replay.metrics(train_batch, step))
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
-    def _rollout(self, step: int, timings: dict[str, float]) -> tuple[RolloutBatch, Tensor, int]:
+    def _rollout(self, step: int, timings: dict[str, float], num_prompts: int) -> tuple[RolloutBatch, Tensor, int]:
         """Select → generate → score → filter, repeated while dynamic sampling still lacks B groups.
 
         Returns every generated response, the rows that passed the group filters [N] and the rounds used.
         With dynamic sampling, surplus groups of the last round are dropped so the update sees B groups;
         if the rounds run out first, the step trains on the groups it has (logged, and warned once).
         """
-        select, num_prompts = self.config.select, self.config.trainer.prompts_per_step
+        select = self.config.select
         batches, keeps, groups_passed, rounds = [], [], 0, 0
         while True:
             rounds += 1
@@ -269,11 +280,16 @@ class Trainer:
         self.selector.load_state_dict(loop["selector"])
         if self.critic is not None:
             self.critic.load_state_dict(loop["critic"])
+        self.replay.load_state_dict(loop["replay"])
         self.counters = Counters(**loop["counters"])
         return self.counters.step
 
     def _checkpoint(self, step: int) -> None:
-        loop = {"counters": asdict(self.counters), "selector": self.selector.state_dict()}
+        loop = {
+            "counters": asdict(self.counters),
+            "selector": self.selector.state_dict(),
+            "replay": self.replay.state_dict(),
+        }
         if self.critic is not None:
             loop["critic"] = self.critic.state_dict()
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
@@ -296,6 +312,12 @@ class _timed:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
+
+
+def _replay_args(cfg: Config) -> dict[str, Any]:
+    args = asdict(cfg.replay)
+    del args["kind"]
+    return args
 
 
 def _build_critic(cfg: Config) -> Critic:

@@ -83,7 +83,16 @@ def repo_loss_inputs(
     """
     off = is_off.bool().unsqueeze(-1)  # [N, 1]
     denominators = torch.where(off, behaviour_logp, old_logp)  # [N, T]
+    return denominators, split_aggregation_weights(mask, is_off, off_weight=off_weight, agg=agg)
+
+
+def split_aggregation_weights(mask: Tensor, is_off: Tensor, *, off_weight: float, agg: str) -> Tensor:
+    """Weights [N, T] of L_on + λ_off·L_off: fresh and replayed rows each aggregated over their own tokens.
+
+    mask: [N, T]; is_off: [N] bool. Sums to 1 + λ_off when both parts have tokens.
+    """
+    off = is_off.bool().unsqueeze(-1)  # [N, 1]
     valid = mask.bool()
     on_weights = aggregation_weights(valid & ~off, agg=agg)  # [N, T], sums to 1 over fresh tokens
     off_weights = aggregation_weights(valid & off, agg=agg)  # [N, T], sums to 1 over replayed tokens
-    return denominators, on_weights + off_weight * off_weights
+    return on_weights + off_weight * off_weights
