@@ -199,6 +199,8 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
     need(a.kl_coef == 0, f"algo.kl_coef=0 (got {a.kl_coef})")
     need(a.entropy_coef == 0, f"algo.entropy_coef=0 (got {a.entropy_coef})")
     need(s.selector == "uniform" and not s.filters, "select.selector=uniform without select.filters")
+    replay = getattr(getattr(cfg, "replay", None), "kind", "none")
+    need(replay == "none", f"replay.kind=none (got {replay})")
     need(t.ppo_epochs == 1 and t.mini_batches == 1, "trainer.ppo_epochs=1 and trainer.mini_batches=1")
     need(t.lr_schedule == "constant" and t.warmup_steps == 0, "trainer.lr_schedule=constant, warmup_steps=0")
     need(t.weight_decay == 0, "trainer.weight_decay=0 (TRL exempts biases and norms from decay)")

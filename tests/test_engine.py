@@ -199,3 +199,52 @@ def test_evaluate_reports_overall_and_every_level(micro_policy):
     level_of_first = problems[0].level
     assert metrics[f"eval/level_{level_of_first}/avg@3"] == 1.0
     assert {k.split("/")[1] for k in metrics if k.count("/") == 2} == {f"level_{lv}" for lv in range(1, 13)}
+
+
+def _update_with(policy, batch, adv, settings, is_off=None):
+    model = build_model(policy.tokenizer, preset="micro", seed=0)  # the sampler's weights: π_θ = π_old = μ
+    policy_update(model, torch.optim.SGD(model.parameters(), lr=0.5), batch, adv, settings, is_off=is_off)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def _stale(batch, rows, shift):
+    """A copy of `batch` whose `rows` were sampled by a policy with log μ lower by `shift` on every token."""
+    stale = batch.select(torch.arange(batch.num_rows))
+    stale.behaviour_logp = batch.behaviour_logp - shift * (rows[:, None] & batch.response_mask)
+    return stale
+
+
+def test_rr_update_weighs_replayed_rows_by_pi_old_over_mu(micro_policy, micro_batch):
+    settings = UpdateSettings(loss="rr_offpolicy", micro_batch_size=4)
+    is_off = torch.arange(micro_batch.num_rows) % 3 == 0
+    plain = _update_with(micro_policy, micro_batch, micro_batch.rewards, settings)
+    # π_old of replayed rows is recomputed by an extra forward; here it equals μ, so nothing changes
+    replayed = _update_with(micro_policy, micro_batch, micro_batch.rewards, settings, is_off)
+    torch.testing.assert_close(replayed, plain, atol=1e-6, rtol=1e-5)
+    # μ lower by 0.1: w = π_old/μ = e^0.1 on replayed rows; at s = 1 nothing clips, so the step is the one of
+    # advantages scaled by e^0.1 on those rows
+    stale = _update_with(micro_policy, _stale(micro_batch, is_off, 0.1), micro_batch.rewards, settings, is_off)
+    scaled = torch.where(is_off, micro_batch.rewards * math.exp(0.1), micro_batch.rewards)
+    torch.testing.assert_close(stale, _update_with(micro_policy, micro_batch, scaled, settings), atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(stale, plain)
+
+
+def test_repo_update_is_l_on_plus_lambda_l_off_with_ratios_to_mu(micro_policy, micro_batch):
+    from frugalrl.algos import policy_losses
+    from frugalrl.replay import repo_loss_inputs
+
+    is_off = torch.arange(micro_batch.num_rows) >= micro_batch.num_rows - 5
+    batch = _stale(micro_batch, is_off, 0.1)  # replayed ratio π_θ/μ = e^0.1 ≈ 1.105, inside 1 ± 0.2
+    settings = UpdateSettings(replayed_ratio="behaviour", replayed_weight=0.5, micro_batch_size=3)
+    updated = _update_with(micro_policy, batch, batch.rewards, settings, is_off)
+    # by hand: one forward, the clipped loss with RePO's denominators and weights, one SGD step
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    logp, _ = response_logprobs(model, batch, temperature=1.0)
+    mask = batch.response_mask
+    den, weights = repo_loss_inputs(logp.detach(), batch.behaviour_logp, mask, is_off, off_weight=0.5)
+    loss, _ = policy_losses.get("clipped")(logp, den, batch.rewards, mask, agg_weights=weights)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    expected = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(updated, expected, atol=1e-6, rtol=1e-5)

@@ -75,6 +75,7 @@ def test_recipe_variants(vs_trl):
     for bad, named in [
         ("algo.kl_coef=0.1", "algo.kl_coef=0"),
         ("trainer.ppo_epochs=2", "ppo_epochs=1"),
+        ("replay.kind=rr", "replay.kind=none"),
         ("trainer.lr_schedule=cosine", "lr_schedule=constant"),
         ("trainer.micro_batch_size=100", "micro_batch_size (100)"),
     ]:
