@@ -75,12 +75,12 @@ def test_recipe_variants(vs_trl):
     for bad, named in [
         ("algo.kl_coef=0.1", "algo.kl_coef=0"),
         ("trainer.ppo_epochs=2", "ppo_epochs=1"),
-        ("replay.kind=rr", "replay.kind=none"),
+        (("replay.kind=rr", "algo.loss=rr_offpolicy"), "replay.kind=none"),
         ("trainer.lr_schedule=cosine", "lr_schedule=constant"),
         ("trainer.micro_batch_size=100", "micro_batch_size (100)"),
     ]:
         with pytest.raises(ValueError, match="cannot mirror") as err:
-            settings(bad)
+            settings(*([bad] if isinstance(bad, str) else bad))
         assert named in str(err.value)
 
 
