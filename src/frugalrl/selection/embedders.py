@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 import zlib
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ class Embedder(Protocol):
 
 
 embedders: Registry[Any] = Registry("embedder")
+_DIGITS = re.compile(r"[0-9]")
 
 
 def l2_normalise(x: np.ndarray, *, eps: float = 1e-12) -> np.ndarray:
@@ -58,27 +60,47 @@ class HashedNgramEmbedder:
     Each n-gram g adds ±1 to coordinate crc32(g) mod `dim`, the sign taken from another bit of the same
     hash, so collisions cancel in expectation. crc32 rather than Python's `hash`, which is salted per
     process and would change the embeddings (and the cache) every run.
+
+    `digits`: "keep" hashes the text as it is; "mask" replaces every digit by 0 first, so questions of the
+    same shape ("what is 00+0-0?") coincide whatever their numbers; "both" (default) adds the n-grams of
+    the masked text to those of the raw text. On arithmetic the shape (operand count and width) decides
+    most of the difficulty, and the raw digits drown it.
     """
 
     def __init__(
-        self, *, dim: int = 256, n_min: int = 1, n_max: int = 3, model_path: str | None = None, device: str = "cpu"
+        self,
+        *,
+        dim: int = 256,
+        n_min: int = 1,
+        n_max: int = 3,
+        digits: str = "both",
+        model_path: str | None = None,
+        device: str = "cpu",
     ) -> None:
         if dim < 1 or not 1 <= n_min <= n_max:
             raise ValueError(f"hashed_ngrams needs dim >= 1 and 1 <= n_min <= n_max, got {dim=}, {n_min=}, {n_max=}")
-        self.dim, self.n_min, self.n_max = dim, n_min, n_max
+        if digits not in ("keep", "mask", "both"):
+            raise ValueError(f"hashed_ngrams: digits must be 'keep', 'mask' or 'both', got {digits!r}")
+        self.dim, self.n_min, self.n_max, self.digits = dim, n_min, n_max, digits
 
     def key(self) -> str:
-        return f"hashed_ngrams-v1-d{self.dim}-n{self.n_min}-{self.n_max}"
+        return f"hashed_ngrams-v1-d{self.dim}-n{self.n_min}-{self.n_max}-{self.digits}"
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float64)  # [n, H]
         for row, text in enumerate(texts):
-            padded = f" {text.lower()} "
-            for n in range(self.n_min, self.n_max + 1):
-                for start in range(len(padded) - n + 1):
-                    h = zlib.crc32(padded[start : start + n].encode())
-                    out[row, h % self.dim] += 1.0 if (h >> 31) & 1 else -1.0
+            text = text.lower()
+            views = {"keep": [text], "mask": [_DIGITS.sub("0", text)], "both": [text, _DIGITS.sub("0", text)]}
+            for view in views[self.digits]:
+                self._add(out[row], f" {view} ")
         return l2_normalise(out)
+
+    def _add(self, row: np.ndarray, padded: str) -> None:
+        """Adds the signed hashed n-grams of `padded` to `row` [H] in place."""
+        for n in range(self.n_min, self.n_max + 1):
+            for start in range(len(padded) - n + 1):
+                h = zlib.crc32(padded[start : start + n].encode())
+                row[h % self.dim] += 1.0 if (h >> 31) & 1 else -1.0
 
 
 def _weights_identity(model_path: str) -> str:
