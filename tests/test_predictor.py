@@ -207,3 +207,64 @@ def test_train_predictor_explains_tasks_that_are_too_small():
     task = PassRateTask(torch.arange(10), torch.rand(10), torch.full((10,), 8.0))
     with pytest.raises(ValueError, match="no task has more than reference_size=64"):
         train_predictor(emb, [task], reference_size=64)
+
+
+def test_train_predictor_command_learns_from_recorded_runs_and_feeds_the_selector(tmp_path, capsys):
+    from frugalrl.cli import main
+    from frugalrl.data.arithmetic import make_problems
+    from frugalrl.selection import SelectorContext, selectors
+    from frugalrl.tracking.stats import PromptStat, StatsStore
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model: {path: testbed}\ndata: {source: arithmetic, train_size: 300}\n")
+    problems = make_problems(300, seed=0)  # what the run's data section rebuilds (data.seed defaults to 0)
+    rng = np.random.default_rng(0)
+    with StatsStore(run / "stats.sqlite") as stats:
+        for step in range(1, 41):  # two windows of 20 steps, 100 prompts each step, harder levels worse
+            rows = []
+            for i in rng.choice(300, 100, replace=False).tolist():
+                correct = int(rng.binomial(8, max(0.05, 1 - problems[i].level / 10)))
+                rows.append(PromptStat(problems[i].id, samples=8, correct=correct, mean_reward=correct / 8, tokens=80))
+            stats.record(step, rows)
+    out = tmp_path / "predictor.pt"
+    args = [
+        "selection",
+        "train-predictor",
+        str(run),
+        "--embedder",
+        "hashed_ngrams",
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+        "--reference-size",
+        "16",
+        "--hidden",
+        "16",
+        "--proj-dim",
+        "8",
+        "--cache-dir",
+        str(tmp_path / "emb"),
+    ]
+    main(args)
+    assert "trained on 2 windows of 1 runs (300 prompts)" in capsys.readouterr().out
+    model = load_predictor(out)
+    assert model.dims["hidden"] == 16 and model.center
+
+    def rollout(batch_problems):  # every response correct: y = 1 for every reference prompt
+        from test_dots import fake_batch
+
+        return fake_batch(batch_problems, torch.ones(len(batch_problems) * 8, dtype=torch.bool))
+
+    context = SelectorContext(rollout=rollout, group_size=8, cache_dir=tmp_path / "emb")
+    selector = selectors.get("dots")(
+        problems, seed=0, context=context, predictor="trained", predictor_path=str(out), reference_size=16
+    )
+    assert len(selector.select(0, 8)) == 8
+    metrics = selector.metrics()
+    assert np.isnan(metrics["select/tau_att"]) and metrics["select/calib_fallback"] == 1.0  # constant labels
+    with pytest.raises(ValueError, match="was trained on embeddings"):
+        selectors.get("dots")(
+            problems, seed=0, context=context, predictor="trained", predictor_path=str(out), embedder_args={"dim": 128}
+        )
