@@ -3,6 +3,7 @@
 frugalrl train CONFIG [section.key=value ...] [--resume]
 frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
 frugalrl testbed build [--out DIR]
+frugalrl selection train-predictor RUN_DIR [RUN_DIR ...] --embedder NAME --out FILE
 frugalrl demo
 """
 
@@ -185,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(bench_p)
     bench_p.set_defaults(func=cmd_bench)
+
+    from frugalrl.selection.cli import add_arguments as add_selection_arguments
+
+    selection_p = sub.add_parser("selection", help="offline tools of the online selectors (DOTS predictor)")
+    add_selection_arguments(selection_p)
 
     demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")
     demo_p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo recipe")
