@@ -36,6 +36,7 @@ def _weights(path):
     return {k: v.clone() for k, v in load_policy(path).model.state_dict().items()}
 
 
+@pytest.mark.covers("replay kind", "none")
 def test_tiny_run_trains_logs_reports_and_checkpoints(tmp_path):
     run = RunDir(Trainer(_tiny(tmp_path, "run", "trainer.max_steps=3", "eval.every=2")).run().path)
     records = read_metrics(run.metrics_path)
@@ -217,6 +218,7 @@ def _killed_and_resumed_equals_whole(tmp_path, extra, *, kill_after):
     return whole
 
 
+@pytest.mark.covers("replay kind", "rr")
 def test_rollout_replay_halves_generation_and_resumes_exactly(tmp_path):
     rr = [
         "replay.kind=rr",
@@ -241,6 +243,7 @@ def test_rollout_replay_halves_generation_and_resumes_exactly(tmp_path):
     assert records[-1]["replay/buffer_bytes"] > 0 and "count/effective_steps" in records[-1]
 
 
+@pytest.mark.covers("replay kind", "repo")
 def test_repo_replays_past_responses_of_revisited_prompts_and_resumes_exactly(tmp_path):
     repo = [
         "replay.kind=repo",
@@ -260,3 +263,19 @@ def test_repo_replays_past_responses_of_revisited_prompts_and_resumes_exactly(tm
     # a new epoch reshuffles, so step 3's prompts were stored at step 1 or 2: 1 or 2 steps stale
     assert 1.0 <= records[2]["replay/staleness_mean"] <= 2.0 and records[2]["replay/staleness_max"] <= 2.0
     assert records[-1]["count/effective_steps"] >= 1
+
+
+def test_dots_counts_its_reference_rollouts_logs_select_metrics_and_resumes_exactly(tmp_path):
+    dots = [
+        "select.selector=dots",
+        "select.selector_args={mu: 2, reference_size: 8, embedder: hashed_ngrams}",
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every=2",
+        "eval.every=0",
+        "eval.at_start=false",
+    ]
+    records = _killed_and_resumed_equals_whole(tmp_path, dots, kill_after=2)
+    # a selection round every 2 steps rolls out 8 reference prompts × 4 on top of the step's 8 × 4
+    assert [r["count/responses"] for r in records] == [64, 96, 160, 192]
+    assert {"select/mae", "select/spearman", "select/reference_responses"} <= set(records[0])
+    assert records[0]["select/reference_responses"] == 32

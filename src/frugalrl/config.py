@@ -160,6 +160,7 @@ class CriticConfig:
 @dataclass
 class SelectConfig:
     selector: str = _f("uniform", "prompt selector (frugalrl.selection.selectors)")
+    selector_args: dict[str, Any] = _f({}, "keyword arguments of the selector, e.g. DOTS's mu, reference_size")
     filters: list[str] = _f([], "group filters applied before the update: drop_all_correct, drop_all_wrong, ...")
     filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering")
     dynamic_sampling: bool = _f(False, "keep sampling prompts until B groups pass the filters (DAPO)")

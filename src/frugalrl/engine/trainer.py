@@ -38,9 +38,9 @@ from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batc
 from frugalrl.engine.update import UpdateSettings, batch_logprobs, policy_update
 from frugalrl.replay.parts import replay_parts
 from frugalrl.rewards import reward_functions
-from frugalrl.selection import apply_filters, selectors
+from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
-from frugalrl.types import RolloutBatch, concat_batches
+from frugalrl.types import Problem, RolloutBatch, concat_batches
 
 
 @dataclass
@@ -77,7 +77,16 @@ class Trainer:
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
         self.train_set, self.eval_set = load_problems(cfg.data)
-        self.selector = selectors.get(cfg.select.selector)(self.train_set, seed=cfg.run.seed)
+        self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
+        context = SelectorContext(
+            rollout=self._reference_rollout,
+            group_size=cfg.rollout.group_size,
+            model_path=resolve_model_path(cfg.model.path),
+            device=resolve_device(cfg.run.device),
+        )
+        self.selector = selectors.get(cfg.select.selector)(
+            self.train_set, seed=cfg.run.seed, context=context, **cfg.select.selector_args
+        )
         self.replay = replay_parts.get(cfg.replay.kind)(seed=cfg.run.seed, **_replay_args(cfg))
         self.reward_fn = reward_functions.get(cfg.algo.reward)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
@@ -147,7 +156,7 @@ class Trainer:
     def step(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
         """One RL step; returns the scored batch (every generated response) and the step's metrics."""
         cfg, timings = self.config, {}
-        self.counters.step = step
+        self.counters.step, self._timings = step, timings
         pad_id = self.policy.tokenizer.pad_token_id
         fresh_prompts = self.replay.fresh_prompts(cfg.trainer.prompts_per_step)
         batch, passed, rounds = self._rollout(step, timings, fresh_prompts)
@@ -168,14 +177,13 @@ class Trainer:
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         metrics = batch_metrics(batch, adv, trained_rows=train_batch.num_rows)
-        self.counters.responses += batch.num_rows
-        self.counters.gen_tokens += int(batch.response_mask.sum())
         self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
         self.counters.effective_steps += int(metrics["data/effective_step"])
         metrics["data/sampling_rounds"] = rounds
         metrics["data/filtered_responses"] = int((~passed).sum())
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics.update(self.replay.metrics(train_batch, step))
+        metrics.update(self.selector.metrics())
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
@@ -192,10 +200,7 @@ class Trainer:
             rounds += 1
             with _timed(timings, "time/select"):
                 problems = self.selector.select(step, num_prompts)
-            with _timed(timings, "time/generate"):
-                batch = self.backend.generate(problems, self.sampling)
-            with _timed(timings, "time/score"):
-                score_batch(batch, self.reward_fn)
+            batch = self._generate(problems, timings)
             self.selector.observe(step, batch)
             keep = apply_filters(select.filters, batch.correct, batch.group_index, tol=select.filter_tol)
             batches.append(batch)
@@ -203,10 +208,10 @@ class Trainer:
             groups_passed += len(batch.group_index[keep].unique())
             if not select.dynamic_sampling or groups_passed >= num_prompts or rounds >= select.max_rounds:
                 break
-        batch = concat_batches(batches, pad_id=self.policy.tokenizer.pad_token_id)
-        passed = torch.cat(keeps)
         if select.dynamic_sampling:
-            passed &= _first_groups(batch.group_index, passed, num_prompts)
+            batch = concat_batches(batches, pad_id=self.policy.tokenizer.pad_token_id)
+            passed = torch.cat(keeps) & _first_groups(batch.group_index, torch.cat(keeps), num_prompts)
+            batches, keeps = [batch], [passed]
             if groups_passed < num_prompts and not self._warned_short:
                 warnings.warn(
                     f"step {step}: only {groups_passed} of {num_prompts} groups passed {select.filters} after "
@@ -215,7 +220,27 @@ class Trainer:
                     stacklevel=2,
                 )
                 self._warned_short = True
-        return batch, passed, rounds
+        reference = self.selector.take_reference_batch()  # the selector's own rollouts, if it lends them
+        if reference is not None:
+            batches.append(reference)
+            keeps.append(apply_filters(select.filters, reference.correct, reference.group_index, tol=select.filter_tol))
+        batch = concat_batches(batches, pad_id=self.policy.tokenizer.pad_token_id)
+        return batch, torch.cat(keeps), rounds
+
+    def _generate(self, problems: list[Problem], timings: dict[str, float], phase: str = "generate") -> RolloutBatch:
+        """G scored responses per problem from the current policy, counted in the sample-efficiency counters."""
+        with _timed(timings, f"time/{phase}"):
+            batch = self.backend.generate(problems, self.sampling)
+        with _timed(timings, "time/score"):
+            score_batch(batch, self.reward_fn)
+        self.counters.responses += batch.num_rows
+        self.counters.gen_tokens += int(batch.response_mask.sum())
+        return batch
+
+    def _reference_rollout(self, problems: list[Problem]) -> RolloutBatch:
+        """The selector's rollouts (DOTS's reference set): generated and counted like training rollouts, their
+        time logged as time/reference (it is also inside time/select, where the selector asks for them)."""
+        return self._generate(problems, self._timings, phase="reference")
 
     # ---------------------------------------------------------------------------------------------------
     def _evaluate(self, display: ProgressDisplay, batch: RolloutBatch | None = None) -> dict[str, float]:
