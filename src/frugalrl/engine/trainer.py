@@ -1,9 +1,10 @@
 """The RL trainer loop.
 
-One step: select prompts → generate G responses each → score → advantages (and rejected rows dropped) →
-policy update → log; every few steps evaluate and checkpoint. Every arrow is a call into a part chosen by
-name in the config (selector, reward function, advantage estimator, policy loss): the loop itself never
-branches on the algorithm.
+One step: select prompts (the selector may roll out reference prompts of its own) → generate G responses
+each → score → filter groups → mix in replayed rows → advantages (rejected rows dropped; PPO's critic adds
+values first) → policy update (and critic update) → log; every few steps or responses evaluate and
+checkpoint. Every arrow is a call into a part chosen by name in the config (selector, reward function,
+replay kind, advantage estimator, policy loss): the loop itself never branches on the algorithm.
 """
 
 from __future__ import annotations
