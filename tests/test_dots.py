@@ -204,3 +204,16 @@ def test_recipe_selector_args_are_valid():
     recipe = OmegaConf.load(Path(__file__).parents[1] / "configs" / "grpo_dots.yaml")
     assert recipe.select.selector == "dots"
     DotsArgs.from_dict(OmegaConf.to_container(recipe.select.selector_args))
+
+
+def test_reference_labels_follow_the_batch_problems_even_if_the_rollout_reorders_them(problems, tmp_path):
+    def reversed_rollout(batch_problems):  # level 1 always right, others always wrong, groups in reverse order
+        flipped = batch_problems[::-1]
+        return fake_batch(flipped, torch.tensor([p.level == 1 for p in flipped]).repeat_interleave(G))
+
+    context = SelectorContext(rollout=reversed_rollout, group_size=G, cache_dir=tmp_path / "emb")
+    selector = DotsSelector(problems, seed=0, context=context, reference_size=16)
+    selector.select(0, 4)
+    by_id = {p.id: p for p in problems}
+    record = selector.history[0]
+    assert record["labels"] == [float(by_id[i].level == 1) for i in record["reference"]]

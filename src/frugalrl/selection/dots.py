@@ -21,6 +21,7 @@ run out (more prompts asked than the dataset holds), a fresh ranking is drawn fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ METRICS = {
     "select/rounds": "selection rounds run in the window",
     "select/reference_responses": "responses generated for reference prompts in the window",
     "select/reference_pass_rate": "mean pass rate y of the last round's reference prompts",
-    "select/tau_att": "attention temperature τ_att of the last round (NaN for the trained predictor)",
+    "select/tau_att": "attention temperature τ_att of the last round (absent with the trained predictor)",
     "select/calib_slope": "OLS slope a of the last round's calibration (1 on fallback)",
     "select/calib_intercept": "OLS intercept c of the last round's calibration (0 on fallback)",
     "select/calib_fallback": "1 if the last round's calibration was refused (slope ≤ 0 or constant p̂)",
@@ -220,11 +221,12 @@ class DotsSelector:
     # -- a selection round ------------------------------------------------------------------------------
     def _new_round(self, step: int) -> None:
         args, n = self.args, len(self.problems)
-        ref = torch.from_numpy(self._rng.choice(n, size=min(args.reference_size, n), replace=False))  # [K]
-        batch = self.context.rollout([self.problems[i] for i in ref.tolist()])
+        drawn = self._rng.choice(n, size=min(args.reference_size, n), replace=False)  # [K]
+        batch = self.context.rollout([self.problems[i] for i in drawn.tolist()])
         y, counts = group_pass_rates(batch)  # [K]
-        labelled = counts > 0
-        ref, y = ref[labelled], y[labelled].float()
+        # index by the batch's own problems: a rollout that reorders or drops prompts cannot mislabel them
+        ref = torch.tensor([self._index[p.id] for p in batch.problems], dtype=torch.long)
+        ref, y = ref[counts > 0], y[counts > 0].float()
         if len(ref) < 2:
             raise RuntimeError(f"step {step}: the reference rollout returned responses for {len(ref)} prompts (< 2)")
         holdout = int(len(ref) * args.holdout_fraction)
@@ -352,7 +354,8 @@ class _Window:
             out["select/realised_mae"] = float((pred - real).abs().mean())
             for name, values in (("pred_hist", pred), ("realised_hist", real)):
                 out.update({f"select/{name}_{i}": share for i, share in enumerate(histogram_shares(values))})
-        return out
+        # undefined values (Spearman of constant labels, τ_att of the trained predictor) are left out, not NaN
+        return {key: value for key, value in out.items() if math.isfinite(value)}
 
 
 def _index_by_id(problems: list[Problem]) -> dict[str, int]:
