@@ -68,6 +68,8 @@ def policy_update(
     n = batch.num_rows
     if n == 0:
         return {}
+    if is_off is not None and not bool(is_off.any()):
+        is_off = None  # nothing replayed: the plain update
     multi_step = settings.ppo_epochs > 1 or settings.mini_batches > 1
     micro = settings.micro_batch_size
     old_logp = _old_logprobs(model, batch, settings, is_off, multi_step=multi_step)
@@ -112,26 +114,22 @@ def _optimiser_step(
             model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0
         )  # [n, T] each
         w = weights[local].to(device)  # [n, T]
+        off = (torch.zeros(len(local), dtype=torch.bool) if is_off is None else is_off[rows[local]]).to(device)  # [n]
         old = logp.detach()  # π_old of fresh rows when the batch makes one optimiser step
         if old_logp is not None:
             known = old_logp[rows[local]].isfinite().to(device)  # [n, T]: rows whose π_old was precomputed
             old = torch.where(known, old_logp[rows[local]].to(device).nan_to_num(), old)
-        if is_off is not None and s.replayed_ratio == "behaviour":
-            off = is_off[rows[local]].to(device).unsqueeze(-1)  # [n, 1]
-            old = torch.where(off, sub.behaviour_logp.to(device), old)
-        loss, metrics = loss_fn(
-            logp,
-            old,
-            advantages[rows[local]].to(device),
-            sub.response_mask.to(device),
-            behaviour_logp=sub.behaviour_logp.to(device),
-            agg=s.agg,
-            agg_weights=w,
-            **s.loss_args,
-        )
+        if s.replayed_ratio == "behaviour":
+            old = torch.where(off.unsqueeze(-1), sub.behaviour_logp.to(device), old)
+        loss_inputs = (old, advantages[rows[local]].to(device), sub.response_mask.to(device))
+        loss_kwargs = {"behaviour_logp": sub.behaviour_logp.to(device), "agg": s.agg, **s.loss_args}
+        loss, metrics = loss_fn(logp, *loss_inputs, agg_weights=w, **loss_kwargs)
+        if is_off is not None:
+            metrics |= _clip_by_origin(loss_fn, logp.detach(), loss_inputs, loss_kwargs, off)
         sums["loss/policy"] += loss.detach()
         if ref_logp is not None:
-            kl = (kl_estimators.get(s.kl_estimator)(logp, ref_logp[rows[local]].to(device)) * w).sum()
+            kl_w = w if s.replayed_weight is None else w * ~off.unsqueeze(-1)  # RePO: KL on fresh tokens only
+            kl = (kl_estimators.get(s.kl_estimator)(logp, ref_logp[rows[local]].to(device)) * kl_w).sum()
             loss = loss + s.kl_coef * kl
             sums["loss/kl"] += kl.detach()
         entropy_term = (entropy * w).sum()
@@ -147,6 +145,23 @@ def _optimiser_step(
     optimizer.step()
     out = {**sums, **{k: _reduce(k, v) for k, v in loss_metrics.items()}, "loss/grad_norm": grad_norm}
     return {k: v.detach().cpu() for k, v in out.items()}
+
+
+def _clip_by_origin(
+    loss_fn: Any, logp: Tensor, inputs: tuple[Tensor, Tensor, Tensor], kwargs: dict[str, Any], off: Tensor
+) -> dict[str, Tensor]:
+    """clip_frac_fresh / clip_frac_replayed: the loss's own clipping diagnostic on each origin's rows alone
+    (no gradient; a part with no rows in this micro-batch is left out)."""
+    out = {}
+    with torch.no_grad():
+        for name, rows in (("fresh", ~off), ("replayed", off)):
+            if bool(rows.any()):
+                picked = [x[rows] for x in inputs]
+                part_kwargs = {k: v[rows] if isinstance(v, Tensor) else v for k, v in kwargs.items()}
+                metrics = loss_fn(logp[rows], *picked, **part_kwargs)[1]
+                if "clip_frac" in metrics:
+                    out[f"clip_frac_{name}"] = metrics["clip_frac"]
+    return out
 
 
 def _old_logprobs(
