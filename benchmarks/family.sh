@@ -2,6 +2,9 @@
 # The algorithm-family comparison and the Reinforce ablation ladder on the testbed (docs/family.md).
 # Every recipe from the same shipped base, 7,680 generated responses each (30 steps of 32 prompts × 8, or
 # 256 prompts × 1 for PPO), three seeds, evaluated every 2,048 responses on 300 held-out problems (avg@4).
+# With one optimiser step per batch the ratio π_θ/π_old is 1 and nothing clips, so RAFT and RAFT++ (with
+# or without clip-higher) take the same step; the *_mb2 recipes split each batch into two mini-batches
+# (two optimiser steps, the second one off-policy) where clipping, and so the difference, can show.
 # Runs are sequential; pin the process to one core (`taskset -c 1`) with run.threads=1 when the machine
 # is shared, so that training times stay comparable.
 set -euo pipefail
@@ -18,6 +21,10 @@ frugalrl bench \
     --recipe reinforce-all_correct=configs/reinforce.yaml:select.filters=[drop_all_correct] \
     --recipe reinforce-all_wrong=configs/reinforce.yaml:select.filters=[drop_all_wrong] \
     --recipe reinforce-both+std=configs/reinforce.yaml:select.filters=[drop_zero_variance]:algo.advantage_args.std_scale=true \
+    --recipe grpo_mb2=configs/grpo.yaml:trainer.mini_batches=2 \
+    --recipe raft_mb2=configs/raft.yaml:trainer.mini_batches=2 \
+    --recipe raftpp_mb2=configs/raftpp.yaml:trainer.mini_batches=2 \
+    --recipe raftpp_clip_higher_mb2=configs/raftpp_clip_higher.yaml:trainer.mini_batches=2 \
     --baseline grpo --seeds 0 1 2 --budget responses=7680 --out "$out" \
     -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
        eval.kl_to_initial=true trainer.checkpoint_every=0
