@@ -78,7 +78,7 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = _f("hf", "generation backend: hf (transformers generate)")
+    backend: str = _f("hf", "generation backend: hf (transformers generate) or compact (finished rows leave the batch)")
     group_size: int = _f(8, "G, responses sampled per prompt")
     temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
@@ -86,7 +86,9 @@ class RolloutConfig:
     token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)")
 
     def __post_init__(self) -> None:
-        _check_choice("rollout.backend", self.backend, ["hf"])
+        from frugalrl.engine.rollout import rollout_backends
+
+        rollout_backends.get(self.backend)
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)

@@ -1,8 +1,13 @@
 """Rollout backends: sample G responses per problem and return them as a typed `RolloutBatch`.
 
-The default backend runs Hugging Face `generate` on the training model itself (left padding, KV cache,
-stop at EOS), in chunks that fit a token budget. It records the behaviour log-probs μ(o_t) from the same
-forward passes that produced the samples, so replay methods get them without an extra pass.
+Both backends sample from the training model itself (left padding, KV cache, stop at EOS), in chunks that
+fit a token budget, and record the behaviour log-probs μ(o_t) from the same forward passes that produced
+the samples, so replay methods get them without an extra pass.
+
+- `hf`: Hugging Face `generate`.
+- `compact`: frugalrl's own decoding loop, which drops finished rows (and their KV cache) from the batch.
+  `generate` keeps computing every row until the longest response ends, so a batch whose responses average
+  25 tokens but reach 80 spends most of its forwards on rows that are already done.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache
 
 from frugalrl.algos import token_logprobs
+from frugalrl.registry import Registry
 from frugalrl.types import Problem, RolloutBatch
 
 
@@ -121,6 +128,79 @@ class HFGenerateBackend:
         scores = torch.stack(out.scores, dim=1)  # [n, T, V]
         logp = token_logprobs(scores, new_tokens)  # [n, T]
         return new_tokens.cpu(), logp.cpu()
+
+
+class CompactSamplingBackend(HFGenerateBackend):
+    """Sampling by frugalrl's own loop: one forward per new token for the rows still generating only.
+
+    The distribution is the one `generate` samples from: logits / T, then nucleus filtering (the smallest
+    set of tokens whose probability reaches top_p, at least one), multinomial draw; greedy takes the
+    argmax. A row leaves the batch, KV cache included, at its EOS.
+    """
+
+    def _generate_chunk(self, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
+        device, eos = self.model.device, self.tokenizer.eos_token_id
+        n, steps = prompt_ids.shape[0], params.max_new_tokens
+        tokens = torch.full((n, steps), self.tokenizer.pad_token_id, dtype=torch.long)  # [n, T]
+        logp = torch.zeros(n, steps)  # [n, T]
+        rows = torch.arange(n)  # [a] chunk rows still generating
+        mask = prompt_mask.long().to(device)  # [a, P + t]
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)  # [a, P] left padding: real tokens start at 0
+        out = self.model(input_ids=prompt_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=True)
+        cache: Cache = out.past_key_values
+        next_position = positions[:, -1] + 1  # [a]
+        width = 0
+        for t in range(steps):
+            token, token_logp = _draw(out.logits[:, -1].float(), params)  # [a], [a]
+            tokens[rows, t], logp[rows, t] = token.cpu(), token_logp.cpu()
+            width = t + 1
+            going = token != eos  # [a]
+            if t == steps - 1 or not bool(going.any()):
+                break
+            if not bool(going.all()):
+                keep = going.nonzero().squeeze(-1)  # [a']
+                cache.batch_select_indices(keep)
+                rows, token, mask, next_position = rows[keep.cpu()], token[keep], mask[keep], next_position[keep]
+            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)  # [a, P + t + 1]
+            out = self.model(
+                input_ids=token[:, None],
+                attention_mask=mask,
+                position_ids=next_position[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
+            next_position = next_position + 1
+        return tokens[:, :width], logp[:, :width]
+
+
+rollout_backends: Registry[type[HFGenerateBackend]] = Registry("rollout backend")
+rollout_backends.register("hf")(HFGenerateBackend)
+rollout_backends.register("compact")(CompactSamplingBackend)
+
+
+def _draw(logits: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
+    """One token per row from `logits` [a, V] under `params`, and its log-probability under the
+    distribution it was drawn from (the raw softmax for greedy decoding)."""
+    if params.temperature == 0:
+        logp = logits.log_softmax(-1)  # [a, V]
+        token = logp.argmax(-1)  # [a]
+    else:
+        scores = logits / params.temperature  # [a, V]
+        if params.top_p < 1:
+            scores = _nucleus(scores, params.top_p)
+        logp = scores.log_softmax(-1)  # [a, V]
+        token = torch.multinomial(logp.exp(), 1).squeeze(-1)  # [a]
+    return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+
+def _nucleus(scores: Tensor, top_p: float) -> Tensor:
+    """`scores` [a, V] with every token outside the nucleus at −inf: tokens are dropped from the least
+    likely up while the probability mass of the dropped ones stays ≤ 1 − top_p; the most likely is kept."""
+    sorted_scores, order = scores.sort(-1)  # ascending
+    dropped_mass = sorted_scores.softmax(-1).cumsum(-1)  # [a, V] mass of this token and all less likely
+    drop = dropped_mass <= 1 - top_p
+    drop[:, -1] = False
+    return scores.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))  # back to vocab order
 
 
 def response_mask_and_truncation(response_ids: Tensor, eos_token_id: int) -> tuple[Tensor, Tensor]:

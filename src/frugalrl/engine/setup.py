@@ -10,7 +10,7 @@ import torch
 from frugalrl.config import Config, DataConfig, TrainerConfig
 from frugalrl.data import make_problems, prompt_templates
 from frugalrl.engine.policy import Policy, load_policy
-from frugalrl.engine.rollout import HFGenerateBackend
+from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
 from frugalrl.types import Problem
 
 
@@ -106,7 +106,7 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
     )
     policy.model.eval()
-    backend = HFGenerateBackend(
+    backend = rollout_backends.get(config.rollout.backend)(
         policy.model,
         policy.tokenizer,
         format_prompt=prompt_templates.get(config.data.template),
