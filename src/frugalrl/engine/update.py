@@ -108,7 +108,7 @@ def _optimiser_step(
     sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     loss_metrics: dict[str, list[Tensor]] = defaultdict(list)
     optimizer.zero_grad(set_to_none=True)
-    for local in _chunks(torch.arange(len(rows)), s.micro_batch_size):
+    for local in _chunks(_by_length(batch, rows), s.micro_batch_size):
         sub = batch.select(rows[local])
         logp, entropy = response_logprobs(
             model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0
@@ -195,6 +195,14 @@ def _reduce(key: str, values: list[Tensor]) -> Tensor:
     """Across micro-batches and optimiser steps: the maximum of maxima, the mean of everything else."""
     stacked = torch.stack(values)
     return stacked.max() if key.endswith("_max") else stacked.mean()
+
+
+def _by_length(batch: RolloutBatch, rows: Tensor) -> Tensor:
+    """Positions 0..m−1 of the mini-batch `rows`, shortest sequences first: each micro-batch is padded to its
+    own longest sequence, so grouping similar lengths cuts the padding the forward computes on. The weights
+    are the mini-batch's, so the order changes no gradient."""
+    lengths = batch.prompt_mask[rows].sum(-1) + batch.response_mask[rows].sum(-1)  # [m]
+    return lengths.argsort(stable=True)
 
 
 def _chunks(rows: Tensor, size: int) -> list[Tensor]:
