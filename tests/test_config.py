@@ -20,7 +20,7 @@ def test_overrides_apply_on_top_of_defaults():
     ("override", "message"),
     [
         ("trainer.lrr=1", "unknown config key 'trainer.lrr'; valid keys in section 'trainer': max_steps"),
-        ("trainr.lr=1", "valid keys in the top level: run, model, data, rollout, algo, critic, select, replay, trainer, eval"),
+        ("trainr.lr=1", "top level: run, model, data, rollout, algo, critic, select, replay, trainer, eval"),
         ("algo.loss=clipd", "unknown policy loss 'clipd'; valid names: clipped, nll, rr_offpolicy"),
         ("algo.advantage=ppo", "valid names: gae, grpo, raft, reinforce, reinforce_rej, rloo"),
         ("algo.loss_args={eps_hi: 0.3}", "unknown arguments ['eps_hi'] for clipped_policy_loss; valid: eps_low"),
