@@ -47,6 +47,13 @@ def test_bad_config_raises_an_actionable_error(override, message):
     assert message in str(err.value)
 
 
+def test_repo_rejects_advantage_args_it_would_ignore():
+    # RePO computes its own group-normalised advantages (replay.advantage_mode): GRPO's scale_std would be dropped
+    with pytest.raises(ConfigError, match=r"replay.kind=repo does not read algo.advantage_args \(\{'scale_std'"):
+        load_config(None, ["replay.kind=repo", "algo.advantage_args={scale_std: false}"])
+    assert load_config(None, ["replay.kind=repo"]).replay.kind == "repo"
+
+
 def test_missing_recipe_file_is_reported(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")

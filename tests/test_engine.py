@@ -258,7 +258,7 @@ def test_rr_update_weighs_replayed_rows_by_pi_old_over_mu(micro_policy, micro_ba
     settings = UpdateSettings(loss="rr_offpolicy", micro_batch_size=4)
     is_off = torch.arange(micro_batch.num_rows) % 3 == 0
     plain = _update_with(micro_policy, micro_batch, micro_batch.rewards, settings)
-    # π_old of replayed rows is recomputed by an extra forward; here it equals μ, so nothing changes
+    # with one optimiser step π_old is π_θ at the forward, for replayed rows too; here it equals μ: no change
     replayed = _update_with(micro_policy, micro_batch, micro_batch.rewards, settings, is_off)
     torch.testing.assert_close(replayed, plain, atol=1e-6, rtol=1e-5)
     # μ lower by 0.1: w = π_old/μ = e^0.1 on replayed rows; at s = 1 nothing clips, so the step is the one of
@@ -288,3 +288,49 @@ def test_repo_update_is_l_on_plus_lambda_l_off_with_ratios_to_mu(micro_policy, m
     torch.optim.SGD(model.parameters(), lr=0.5).step()
     expected = torch.cat([p.detach().flatten() for p in model.parameters()])
     torch.testing.assert_close(updated, expected, atol=1e-6, rtol=1e-5)
+
+
+def test_repo_entropy_is_a_mean_over_tokens_not_summed_over_both_parts(micro_policy, micro_batch):
+    # L_on + λ·L_off weights sum to 1 + λ; the logged entropy must stay a weighted mean: (H_on + λ·H_off)/(1 + λ)
+    is_off = torch.arange(micro_batch.num_rows) >= micro_batch.num_rows - 5
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    _, entropy = response_logprobs(model, micro_batch, temperature=1.0, with_entropy=True)  # [N, T]
+    mask = micro_batch.response_mask
+    h_on, h_off = entropy[mask & ~is_off[:, None]].mean(), entropy[mask & is_off[:, None]].mean()
+    settings = UpdateSettings(replayed_ratio="behaviour", replayed_weight=0.5, micro_batch_size=4)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.0)
+    metrics = policy_update(model, sgd, micro_batch, micro_batch.rewards, settings, is_off=is_off)
+    torch.testing.assert_close(metrics["loss/entropy"], (h_on + 0.5 * h_off) / 1.5, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_metrics_take_token_advantages_over_valid_tokens_and_kept_frac_over_generated_rows():
+    from frugalrl.algos import Advantages
+    from frugalrl.engine.step_metrics import batch_metrics
+
+    batch = _toy_scored_batch()
+    # GAE-like [N, T] advantages: ±2 on valid tokens, 0 on padding; over valid tokens |A| is 2 on average,
+    # over the padded [N, T] it would be 2 · 5 valid / 8 cells = 1.25
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool)
+    adv = Advantages(torch.tensor([[2.0, -2, 2, 0], [-2, 2, 0, 0]]), torch.ones(2, dtype=torch.bool))
+    metrics = batch_metrics(batch, adv, trained_rows=2, token_mask=mask)
+    assert metrics["adv/abs_mean"] == pytest.approx(2.0) and metrics["adv/mean"] == pytest.approx(0.4)
+    assert metrics["data/kept_frac"] == 1.0
+
+
+def _toy_scored_batch():
+    from frugalrl.types import RolloutBatch
+
+    problems = make_problems(1, seed=0)
+    return RolloutBatch(
+        problems=problems,
+        group_index=torch.tensor([0, 0]),
+        prompt_ids=torch.ones(2, 3, dtype=torch.long),
+        prompt_mask=torch.ones(2, 3, dtype=torch.bool),
+        response_ids=torch.ones(2, 4, dtype=torch.long),
+        response_mask=torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]], dtype=torch.bool),
+        behaviour_logp=torch.zeros(2, 4),
+        truncated=torch.tensor([False, False]),
+        completions=["a", "b"],
+        rewards=torch.tensor([1.0, 0.0]),
+        correct=torch.tensor([True, False]),
+    )

@@ -105,7 +105,7 @@ class AlgoConfig:
     loss_args: dict[str, Any] = _f({}, "keyword arguments of the policy loss, e.g. eps_high")
     agg: str = _f("token_mean", "loss aggregation: token_mean or seq_mean_token_mean")
     reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
-    kl_coef: float = _f(0.0, "weight of the KL-to-reference loss term (0: no reference model)")
+    kl_coef: float = _f(0.0, "β, weight of the KL to the initial policy: loss term or token reward (kl_mode); 0: none")
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
     kl_mode: str = _f("loss", "loss: kl_coef·KL added to the loss; reward: −kl_coef·k1 added to token rewards (gae)")
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
@@ -286,6 +286,11 @@ class Config:
             raise ValueError(
                 "replay.kind=repo computes its own group-normalised advantages (replay.advantage_mode): use it with "
                 f"algo.advantage=grpo, not {self.algo.advantage}"
+            )
+        if self.replay.kind == "repo" and self.algo.advantage_args:
+            raise ValueError(
+                f"replay.kind=repo does not read algo.advantage_args ({dict(self.algo.advantage_args)}): its "
+                "advantages are set by replay.advantage_mode; remove them"
             )
         if self.replay.kind != "none" and self.algo.needs_critic:
             raise ValueError(f"replay.kind={self.replay.kind} is not supported with a learned critic (PPO)")

@@ -28,13 +28,22 @@ def score_batch(batch: RolloutBatch, reward_fn: RewardFunction) -> None:
     batch.correct = batch.rewards > 0  # [N]
 
 
-def batch_metrics(batch: RolloutBatch, adv: Advantages, *, trained_rows: int) -> dict[str, float]:
+def batch_metrics(
+    batch: RolloutBatch, adv: Advantages, *, trained_rows: int, token_mask: Tensor | None = None
+) -> dict[str, float]:
     """rollout/ and data/ over every generated response (what was sampled, how much of it can teach);
-    adv/ over the rows the update sees (`adv` is the estimator's output on the filtered batch)."""
+    adv/ over the rows the update sees (`adv` is the estimator's output on the filtered batch).
+
+    `trained_rows`: generated responses trained on (replayed rows are not generated this step).
+    `token_mask` [n, T]: the response mask of the kept rows; with token-level advantages (GAE) adv/ is taken
+    over their valid tokens, not the padding.
+    """
     lengths = batch.response_mask.sum(-1).float()  # [N]
     share = correct_share(batch.correct, batch.group_index)  # [N]
     first_rows = _first_row_of_each_group(batch.group_index)  # one row per group: group-level shares
-    kept_adv = adv.advantages[adv.keep]
+    kept_adv = adv.advantages[adv.keep]  # [n] or [n, T]
+    if kept_adv.dim() == 2 and token_mask is not None:
+        kept_adv = kept_adv[token_mask.bool()]  # [valid tokens]
     return {
         "rollout/reward_mean": batch.rewards.mean().item(),
         "rollout/reward_std": batch.rewards.std().item() if batch.num_rows > 1 else 0.0,

@@ -177,7 +177,8 @@ class Trainer:
                 update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
-        metrics = batch_metrics(batch, adv, trained_rows=train_batch.num_rows)
+        fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
+        metrics = batch_metrics(batch, adv, trained_rows=fresh_trained, token_mask=train_batch.response_mask)
         self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
         self.counters.effective_steps += int(metrics["data/effective_step"])
         metrics["data/sampling_rounds"] = rounds
@@ -232,7 +233,7 @@ class Trainer:
         """G scored responses per problem from the current policy, counted in the sample-efficiency counters."""
         with _timed(timings, f"time/{phase}"):
             batch = self.backend.generate(problems, self.sampling)
-        with _timed(timings, "time/score"):
+        with _timed(timings, "time/score" if phase == "generate" else f"time/{phase}"):  # reference: both phases
             score_batch(batch, self.reward_fn)
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())

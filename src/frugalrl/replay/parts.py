@@ -87,8 +87,10 @@ class RolloutReplay:
     recomputed for replayed rows, staleness weight π_old/μ). Replayed groups keep their stored rewards; their
     advantages are recomputed by the recipe's estimator, which for GRPO gives the values they had.
 
-    While the buffer holds fewer groups than the replay share, the rest of the batch is generated fresh, so
-    every step trains on B groups (the paper's first steps replay nothing either).
+    While the buffer holds fewer groups than the replay share, the rest of the batch is generated fresh (the
+    paper's first steps replay nothing either). The share is fixed before the fresh prompts are chosen, so a
+    stored group whose prompt is also drawn fresh this step is not replayed and not made up for: such a step
+    trains on fewer than B groups (as does one whose fresh groups the filters drop); `replay/off_rows` shows it.
     """
 
     replayed_ratio, replayed_weight = "step", None
