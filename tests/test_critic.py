@@ -79,11 +79,13 @@ def test_kl_in_reward_is_minus_beta_k1_against_the_reference(saved_policy, batch
     reference = build_model(policy.tokenizer, preset="micro", seed=7).eval()  # a different model
     critic = Critic(ValueModel.from_policy(path), CriticSettings(kl_in_reward=0.1))
     outcome = AdvantageInputs.of(batch.rewards, batch.group_index, correct=batch.correct)
-    inputs, values = critic.advantage_inputs(outcome, batch, reference)
+    inputs, values, metrics = critic.advantage_inputs(outcome, batch, reference)
     ref_logp = batch_logprobs(reference, batch, temperature=1.0, micro=0)
     expected = -0.1 * (batch.behaviour_logp - ref_logp) * batch.response_mask
     torch.testing.assert_close(inputs.token_rewards, expected)
     assert inputs.token_rewards.abs().sum() > 0
+    kl_mean = ((batch.behaviour_logp - ref_logp) * batch.response_mask).sum() / batch.response_mask.sum()
+    assert metrics["critic/kl_reward"] == pytest.approx(float(kl_mean), rel=1e-5)
     assert torch.equal(inputs.mask, batch.response_mask) and torch.equal(inputs.values, values)
     with pytest.raises(ValueError, match="reference model"):
         critic.advantage_inputs(outcome, batch, None)

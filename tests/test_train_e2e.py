@@ -240,7 +240,8 @@ def test_rollout_replay_halves_generation_and_resumes_exactly(tmp_path):
     assert all(g + off <= 32 for g, off in zip(generated, replayed, strict=True))
     assert any(g + off == 32 for g, off in zip(generated[1:], replayed[1:], strict=True))
     assert any(r.get("loss/is_weight_max", 1.0) != 1.0 for r in records[2:])  # replayed rows are stale
-    assert all({"loss/clip_frac_fresh", "loss/clip_frac_replayed"} <= set(r) for r in records if r["replay/off_rows"])
+    metrics = {"loss/clip_frac_fresh", "loss/clip_frac_replayed", "replay/weight_mean", "replay/weight_max"}
+    assert all(metrics <= set(r) for r in records if r["replay/off_rows"])
     assert records[-1]["replay/buffer_bytes"] > 0 and "count/effective_steps" in records[-1]
 
 

@@ -203,7 +203,7 @@ class ReplayConfig:
         if not 0 < self.fresh_fraction <= 1:
             raise ValueError(f"replay.fresh_fraction must be in (0, 1], got {self.fresh_fraction}")
         _check_min("replay.off_weight", self.off_weight, 0.0)
-        if self.min_cache > self.capacity_per_prompt:
+        if self.kind == "repo" and self.min_cache > self.capacity_per_prompt:
             raise ValueError(
                 f"replay.min_cache={self.min_cache} > replay.capacity_per_prompt={self.capacity_per_prompt}: "
                 "no prompt would ever be replayed"
@@ -250,7 +250,8 @@ class EvalConfig:
     greedy: bool = _f(True, "also report greedy accuracy")
     at_start: bool = _f(True, "evaluate before the first step")
     kl_to_initial: bool = _f(
-        False, "at each evaluation also log eval/kl_to_initial, KL(policy ‖ initial policy) on the step's samples"
+        False,
+        "at each evaluation also log eval/kl_to_initial: KL(sampling policy ‖ initial), k1 on the step's samples",
     )
 
     def __post_init__(self) -> None:
@@ -291,6 +292,12 @@ class Config:
             raise ValueError(
                 f"replay.kind=repo does not read algo.advantage_args ({dict(self.algo.advantage_args)}): its "
                 "advantages are set by replay.advantage_mode; remove them"
+            )
+        variance_filters = {"drop_all_correct", "drop_all_wrong", "drop_zero_variance"} & set(self.select.filters)
+        if self.rollout.group_size == 1 and variance_filters:
+            raise ValueError(
+                f"select.filters {sorted(variance_filters)} judge a group by the spread of its responses: with "
+                "rollout.group_size=1 every group is all correct or all wrong, so nothing would be trained on"
             )
         if self.replay.kind != "none" and self.algo.needs_critic:
             raise ValueError(f"replay.kind={self.replay.kind} is not supported with a learned critic (PPO)")

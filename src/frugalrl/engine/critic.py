@@ -59,7 +59,7 @@ def response_values(critic: ValueModel, batch: RolloutBatch) -> Tensor:
     device = critic.device
     input_ids, attention_mask, position_ids, prompt_width = sequence_inputs(batch)
     width = input_ids.shape[1] - prompt_width
-    values = critic(input_ids.to(device), attention_mask.to(device), position_ids.to(device))
+    values = critic(input_ids.to(device), attention_mask.to(device), position_ids.to(device))  # [n, L]
     values = values[:, prompt_width - 1 : -1]  # [n, width]: column c holds the state before token c + 1
     values = values * batch.response_mask[:, :width].to(device)
     return nn.functional.pad(values, (0, batch.response_ids.shape[1] - width))
@@ -75,6 +75,7 @@ class CriticSettings:
     grad_clip: float = 1.0
     kl_in_reward: float = 0.0  # β of the per-token −β·k1 reward (0: none)
     temperature: float = 1.0
+    betas: tuple[float, float] = (0.9, 0.99)  # AdamW's, the policy's by default (trainer.betas)
 
 
 class Critic:
@@ -86,7 +87,7 @@ class Critic:
 
     def __init__(self, model: ValueModel, settings: CriticSettings) -> None:
         self.model, self.settings = model, settings
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=(0.9, 0.99))
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=settings.betas)
 
     @torch.no_grad()
     def values(self, batch: RolloutBatch) -> Tensor:
@@ -96,21 +97,26 @@ class Critic:
 
     def advantage_inputs(
         self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
-    ) -> tuple[AdvantageInputs, Tensor]:
+    ) -> tuple[AdvantageInputs, Tensor, dict[str, float]]:
         """GAE's inputs for `batch`: values, mask and token rewards −β·k1(π_old, π_ref) when β > 0.
 
         k1 uses the behaviour log-probs: they are π_old's at the sampling temperature, so no extra forward
-        of the policy is needed. Returns the inputs and the values (the old values of the clipped loss).
+        of the policy is needed. Returns the inputs, the values (the old values of the clipped loss) and,
+        with a KL reward, critic/kl_reward: the mean k1 per response token that the reward subtracts β times.
         """
         values = self.values(batch)  # [N, T]
-        token_rewards = torch.zeros_like(values)
+        token_rewards = torch.zeros_like(values)  # [N, T]
+        metrics: dict[str, float] = {}
         beta = self.settings.kl_in_reward
         if beta > 0:
             if ref_model is None:
                 raise ValueError("a KL reward needs a reference model")
             ref_logp = batch_logprobs(ref_model, batch, temperature=self.settings.temperature, micro=self._micro)
             kl = kl_estimators.get("k1")(batch.behaviour_logp, ref_logp)  # [N, T]
-            token_rewards = -beta * kl * batch.response_mask
+            token_rewards = -beta * kl * batch.response_mask  # [N, T]
+            metrics["critic/kl_reward"] = float(
+                (kl * batch.response_mask).sum() / batch.response_mask.sum().clamp(min=1)
+            )
         full = AdvantageInputs(
             rewards=inputs.rewards,
             group_ids=inputs.group_ids,
@@ -119,7 +125,7 @@ class Critic:
             values=values,
             token_rewards=token_rewards,
         )
-        return full, values
+        return full, values, metrics
 
     def update(self, batch: RolloutBatch, returns: Tensor, old_values: Tensor) -> dict[str, Tensor]:
         """Regress V on `returns` [N, T] with the clipped value loss; returns detached metrics (critic/...)."""

@@ -165,7 +165,7 @@ class Trainer:
         inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
         if self.critic is not None:
             with _timed(timings, "time/values"):
-                inputs, old_values = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
+                inputs, old_values, critic_metrics = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
         adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
         with _timed(timings, "time/update"):
@@ -175,6 +175,7 @@ class Trainer:
             )  # fmt: skip
             if self.critic is not None:
                 update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
+                update_metrics |= critic_metrics
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
@@ -261,8 +262,8 @@ class Trainer:
         """KL(π_old ‖ π_initial) per token, estimated by k1 on the step's own samples (drawn from π_old):
         E_π_old[log π_old − log π_initial] is the KL itself, and it needs only the reference's forward."""
         s = self.update_settings
-        ref_logp = batch_logprobs(self.ref_model, batch, temperature=s.temperature, micro=s.micro_batch_size)
-        mask = batch.response_mask
+        ref_logp = batch_logprobs(self.ref_model, batch, temperature=s.temperature, micro=s.micro_batch_size)  # [N, T]
+        mask = batch.response_mask  # [N, T]
         return float(((batch.behaviour_logp - ref_logp) * mask).sum() / mask.sum().clamp(min=1))
 
     def _out_of_budget(self) -> bool:
@@ -361,6 +362,7 @@ def _build_critic(cfg: Config) -> Critic:
         grad_clip=cfg.trainer.grad_clip,
         kl_in_reward=cfg.algo.kl_coef if cfg.algo.kl_mode == "reward" else 0.0,
         temperature=cfg.rollout.temperature,
+        betas=(cfg.trainer.betas[0], cfg.trainer.betas[1]),
     )
     return Critic(model, settings)
 

@@ -19,6 +19,7 @@ from transformers import PreTrainedModel
 
 from frugalrl.algos import aggregation_weights, kl_estimators, policy_losses
 from frugalrl.engine.policy import response_logprobs
+from frugalrl.replay.metrics import importance_weight_metrics
 from frugalrl.replay.objective import split_aggregation_weights
 from frugalrl.types import RolloutBatch
 
@@ -128,6 +129,11 @@ def _optimiser_step(
         loss, metrics = loss_fn(logp, *loss_inputs, agg_weights=w, **loss_kwargs)
         if is_off is not None:
             metrics |= _clip_by_origin(loss_fn, logp.detach(), loss_inputs, loss_kwargs, off)
+            if bool(off.any()):  # the staleness weight π_old/μ over the replayed tokens of this micro-batch
+                for key, value in importance_weight_metrics(
+                    old, sub.behaviour_logp.to(device), loss_inputs[2], off
+                ).items():
+                    loss_metrics[key].append(value)
         sums["loss/policy"] += loss.detach()
         if ref_logp is not None:
             kl_w = w if s.replayed_weight is None else w * ~off.unsqueeze(-1)  # RePO: KL on fresh tokens only
