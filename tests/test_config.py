@@ -110,3 +110,9 @@ def test_config_changes_ignore_what_a_resumed_run_may_change():
     new = load_config(None, ["trainer.lr=2e-4", "trainer.max_steps=500", "eval.every=3", "run.seed=1"])
     assert config_changes(old, new) == ["run.seed", "trainer.lr"]
     assert config_changes(old, old) == []
+
+
+def test_one_response_per_prompt_with_a_variance_filter_is_refused():
+    with pytest.raises(ConfigError, match="group_size=1 every group is all correct or all wrong"):
+        load_config(None, ["rollout.group_size=1", "select.filters=[drop_all_wrong]"])
+    load_config(Path(__file__).parent.parent / "configs" / "ppo.yaml")  # G = 1 without filters is fine
