@@ -12,6 +12,7 @@ frugalrl bench \
     --recipe rr=configs/grpo_rr.yaml \
     --recipe dots_rr=configs/grpo_dots_rr.yaml \
     --recipe filter=configs/grpo_filter.yaml \
+    --recipe dots_trainref=configs/grpo_dots.yaml:select.selector_args.train_on_reference=true \
     --baseline grpo --seeds 0 1 2 --budget time=150 --out "$out" \
     -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
        trainer.checkpoint_every=0
