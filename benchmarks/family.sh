@@ -9,7 +9,8 @@
 # step for step the same numbers as configs/raft.yaml, see docs/family.md.)
 # Runs are sequential; pin the process to one core (`taskset -c 1`) with run.threads=1 when the machine
 # is shared, so that training times stay comparable. FAMILY_PART=core or two_steps runs a part (two parts
-# may run at once, on two cores, into the same directory); the default runs and summarises everything.
+# may run at once, on two cores, into the same directory, as may disjoint FAMILY_SEEDS="0 1" / "2"); the
+# default runs and summarises everything.
 set -euo pipefail
 out=${1:-benchmarks/results/family}
 core=(
@@ -27,7 +28,6 @@ two_steps=(
     --recipe raft_mb2=configs/raft.yaml:trainer.mini_batches=2
     --recipe raftpp_mb2=configs/raftpp.yaml:trainer.mini_batches=2
     --recipe raftpp_clip_higher_mb2=configs/raftpp_clip_higher.yaml:trainer.mini_batches=2
-    --recipe grpo_mb2=configs/grpo.yaml:trainer.mini_batches=2
 )
 case ${FAMILY_PART:-all} in
     core) recipes=("${core[@]}") ;;
@@ -35,6 +35,6 @@ case ${FAMILY_PART:-all} in
     *) recipes=("${core[@]}" "${two_steps[@]}") ;;
 esac
 frugalrl bench "${recipes[@]}" \
-    --baseline grpo --seeds 0 1 2 --budget responses=7680 --out "$out" \
+    --baseline grpo --seeds ${FAMILY_SEEDS:-0 1 2} --budget responses=7680 --out "$out" \
     -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
        eval.kl_to_initial=true trainer.checkpoint_every=0
