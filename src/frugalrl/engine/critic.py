@@ -19,7 +19,7 @@ from transformers import AutoModel
 
 from frugalrl.algos import AdvantageInputs, aggregation_weights, clipped_value_loss, kl_estimators
 from frugalrl.engine.policy import DTYPES, sequence_inputs
-from frugalrl.engine.update import batch_logprobs
+from frugalrl.engine.update import batch_logprobs, micro_chunks
 from frugalrl.types import RolloutBatch
 
 
@@ -93,7 +93,7 @@ class Critic:
     def values(self, batch: RolloutBatch) -> Tensor:
         """V_t [N, T] of the whole batch, micro-batch by micro-batch."""
         rows = torch.arange(batch.num_rows)
-        return torch.cat([response_values(self.model, batch.select(r)).cpu() for r in _chunks(rows, self._micro)])
+        return torch.cat([response_values(self.model, batch.select(r)).cpu() for r in micro_chunks(rows, self._micro)])
 
     def advantage_inputs(
         self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
@@ -145,7 +145,7 @@ class Critic:
         weights = aggregation_weights(batch.response_mask[rows], agg="token_mean")  # [m, T], sums to 1
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
         self.optimizer.zero_grad(set_to_none=True)
-        for local in _chunks(torch.arange(len(rows)), self._micro):
+        for local in micro_chunks(torch.arange(len(rows)), self._micro):
             sub = batch.select(rows[local])
             values = response_values(self.model, sub)  # [n, T]
             loss, metrics = clipped_value_loss(
@@ -175,7 +175,3 @@ class Critic:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-
-
-def _chunks(rows: Tensor, size: int) -> list[Tensor]:
-    return list(rows.split(size)) if size > 0 else [rows]

@@ -46,7 +46,7 @@ class UpdateSettings:
 def batch_logprobs(model: PreTrainedModel, batch: RolloutBatch, *, temperature: float, micro: int) -> Tensor:
     """log π(o_t) [N, T] for a whole batch without gradients, micro-batch by micro-batch."""
     rows = torch.arange(batch.num_rows)
-    parts = [response_logprobs(model, batch.select(r), temperature=temperature)[0] for r in _chunks(rows, micro)]
+    parts = [response_logprobs(model, batch.select(r), temperature=temperature)[0] for r in micro_chunks(rows, micro)]
     return torch.cat(parts).cpu()
 
 
@@ -113,7 +113,7 @@ def _optimiser_step(
     sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     loss_metrics: dict[str, list[Tensor]] = defaultdict(list)
     optimizer.zero_grad(set_to_none=True)
-    for local in _chunks(_by_length(batch, rows), s.micro_batch_size):
+    for local in micro_chunks(_by_length(batch, rows), s.micro_batch_size):
         sub = batch.select(rows[local])
         logp, entropy = response_logprobs(
             model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0
@@ -194,5 +194,6 @@ def _by_length(batch: RolloutBatch, rows: Tensor) -> Tensor:
     return lengths.argsort(stable=True)
 
 
-def _chunks(rows: Tensor, size: int) -> list[Tensor]:
+def micro_chunks(rows: Tensor, size: int) -> list[Tensor]:
+    """`rows` split into micro-batches of `size` (0: one micro-batch of all of them)."""
     return list(rows.split(size)) if size > 0 else [rows]
