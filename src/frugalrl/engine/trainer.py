@@ -309,8 +309,16 @@ class Trainer:
         if self.critic is not None:
             self.critic.load_state_dict(loop["critic"])
         self.replay.load_state_dict(loop["replay"])
+        self.load_extra_state(loop.get("extra", {}))
         self.counters = Counters(**loop["counters"])
         return self.counters.step
+
+    def extra_state(self) -> dict[str, Any]:
+        """A subclass's own loop state, saved in every checkpoint (e.g. the preference loop's W_0)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what `extra_state` saved."""
 
     def _checkpoint(self, step: int) -> None:
         loop = {
@@ -320,6 +328,7 @@ class Trainer:
         }
         if self.critic is not None:
             loop["critic"] = self.critic.state_dict()
+        loop["extra"] = self.extra_state()
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
 
 
@@ -381,4 +390,8 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 def train(config: Config, *, resume: bool = False) -> Path:
     """Run the configured training; returns the run directory."""
+    if config.algo.kind == "preference":
+        from frugalrl.engine.preference import PreferenceTrainer
+
+        return PreferenceTrainer(config).run(resume=resume).path
     return Trainer(config).run(resume=resume).path
