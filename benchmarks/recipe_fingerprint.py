@@ -65,18 +65,25 @@ RUNS: dict[str, tuple[str, list[str]]] = {
          "algo.kl_coef=0.05", "trainer.mini_batches=2", "replay.off_weight=0.5"],
     ),  # fmt: skip
     "grpo_rr_epochs": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.capacity=8", "trainer.ppo_epochs=2"]),
+    # Preference recipes: resets every 2 steps so that the reset and the retraining on the first batch run.
+    "iterdpo": ("iterdpo.yaml", ["rollout.group_size=4"]),
+    "iterdpo_lorr": ("iterdpo_lorr.yaml", ["rollout.group_size=4", "lorr.reset_every=2"]),
+    "dpo_offline_lorr": (
+        "dpo_offline_lorr.yaml",
+        [f"preference.offline_path={REPO / 'tests/fixtures/arithmetic_pairs.jsonl'}", "lorr.reset_every=2"],
+    ),
 }
 
 
 def fingerprint(name: str, run_dir: Path) -> list[dict[str, float]]:
     """The metrics of a short run of `name`, every clock (time/...) left out."""
     from frugalrl.config import load_config
-    from frugalrl.engine.trainer import Trainer
+    from frugalrl.engine.trainer import train
     from frugalrl.tracking import read_metrics
 
     recipe, extra = RUNS[name]
     config = load_config(REPO / "configs" / recipe, [*SHORT, *extra, f"run.dir={run_dir}"])
-    Trainer(config).run()
+    train(config)  # the loop algo.kind names
     return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in read_metrics(run_dir / "metrics.jsonl")]
 
 

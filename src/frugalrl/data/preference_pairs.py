@@ -64,3 +64,25 @@ def load_preference_pairs(
     if not rows:
         raise DatasetFormatError(f"preference data {source} has no rows")
     return rows
+
+
+def arithmetic_pairs(size: int, *, seed: int = 0, levels: list[int] | None = None, max_offset: int = 3) -> list[dict]:
+    """`size` preference rows on the built-in arithmetic task, in the testbed's completion format: chosen =
+    the worked solution with the true answer boxed, rejected = the same steps with a boxed answer moved by
+    ±1..`max_offset` (so the pair differs only where correctness is decided). Rows: prompt, chosen, rejected."""
+    import random
+
+    from frugalrl.data.arithmetic import make_problems, solution_text
+
+    rng = random.Random(seed)
+    rows = []
+    for problem in make_problems(size, seed=seed, levels=levels, split="train"):
+        wrong = str(int(problem.answer) + rng.choice([-1, 1]) * rng.randint(1, max_offset))
+        rows.append(
+            {
+                "prompt": problem.question,
+                "chosen": solution_text(problem),
+                "rejected": solution_text(problem, answer=wrong),
+            }
+        )
+    return rows
