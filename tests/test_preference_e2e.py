@@ -9,6 +9,7 @@ import torch
 
 from frugalrl.config import ConfigError, load_config
 from frugalrl.data.files import DatasetFormatError
+from frugalrl.data.preference_pairs import arithmetic_pairs
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
 from frugalrl.engine.preference import PreferenceTrainer
@@ -109,20 +110,17 @@ def _pairs_file(path, rows):
 
 
 def test_offline_pairs_train_with_lorr(tmp_path):
-    rows = [
-        {"prompt": f"{a}+{b}", "chosen": str(a + b), "rejected": str(a + b + 1)} for a in range(3) for b in range(3)
-    ]
-    data = _pairs_file(tmp_path / "pairs.jsonl", rows)
+    data = _pairs_file(tmp_path / "pairs.jsonl", arithmetic_pairs(9, seed=0, levels=[1, 2]))
     offline = [f"preference.offline_path={data}", "preference.reference=initial", *LORR, "trainer.max_steps=3"]
     trainer = PreferenceTrainer(_tiny(tmp_path, "offline", *offline))
     run = RunDir(trainer.run().path)
     records = read_metrics(run.metrics_path)
     assert [r["pref/pairs"] for r in records] == [6, 6, 6]
     assert [r["count/responses"] for r in records] == [0, 0, 0]  # nothing generated
-    # every pair is shown once per pass over the 9 rows: steps 1-2 hold 12 draws = 9 rows + 3 of the next pass
     assert records[1].get("pref/reset") == 1.0 and all(math.isfinite(r["pref/loss"]) for r in records)
-    # the chosen answers gained on the rejected ones relative to the initial policy
-    assert records[-1]["pref/margin"] > 0
+    # against the initial policy the first pass starts at log 2; by the last step the true answers have
+    # gained on the wrong ones
+    assert records[-1]["pref/pref_loss"] < math.log(2) and records[-1]["pref/margin"] > 0
 
 
 def test_bad_preference_input_gives_one_line_errors_naming_the_field(tmp_path):
