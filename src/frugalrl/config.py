@@ -265,6 +265,80 @@ class EvalConfig:
             raise ValueError("eval.k=0 with eval.greedy=false measures nothing; set one of them")
 
 
+# --- preference training (algo.kind=preference): iterative online DPO, offline pairs, LoRR -------------------
+
+
+@dataclass
+class PreferenceConfig:
+    loss: str = _f("dpo", "preference loss (frugalrl.algos.preference_losses): dpo, ipo or simpo")
+    loss_args: dict[str, Any] = _f({}, "the loss's arguments: dpo beta, label_smoothing; ipo tau; simpo beta, gamma")
+    epochs: int = _f(2, "passes over each iteration's pairs (LoRR's lorr.replay_number replaces it when enabled)")
+    mini_batches: int = _f(1, "optimiser steps per pass (the pairs are split into this many mini-batches)")
+    tie_break: str = _f("random", "which of equally scored responses is the best / worst: random (seeded) or first")
+    reference: str = _f(
+        "iteration", "π_ref: iteration (the policy at the start of each iteration) or initial (the starting policy)"
+    )
+    first_batch_passes: int = _f(0, "passes over the first batch only (the primacy-bias experiment); 0: as every batch")
+    offline_path: str | None = _f(
+        None, "preference pairs file (JSONL/JSON/Parquet/CSV) or Hub dataset: trains on it instead of generating"
+    )
+    offline_split: str = _f("train", "split of a Hub `offline_path`")
+    offline_subset: str | None = _f(None, "Hub configuration of `offline_path`")
+    prompt_column: str | None = _f(None, "prompt column of the pairs (default: prompt / question)")
+    chosen_column: str = _f("chosen", "column of the preferred response")
+    rejected_column: str = _f("rejected", "column of the dispreferred response")
+
+    def __post_init__(self) -> None:
+        from frugalrl.algos.pairs import TIE_BREAKS
+        from frugalrl.algos.preference import preference_losses
+
+        if self.loss == "hybrid":
+            raise ValueError("preference.loss=hybrid is LoRR's objective: set lorr.enabled=true and a base loss here")
+        loss = preference_losses.get(self.loss)
+        hparams = [n for n in list(inspect.signature(loss).parameters)[4:] if n not in ("chosen_len", "rejected_len")]
+        unknown = sorted(set(self.loss_args) - set(hparams))
+        if unknown:
+            raise ValueError(
+                f"preference.loss_args has unknown arguments {unknown} for {self.loss}; valid: {', '.join(hparams)}"
+            )
+        for name in ("epochs", "mini_batches"):
+            _check_min(f"preference.{name}", getattr(self, name), 1)
+        _check_min("preference.first_batch_passes", self.first_batch_passes, 0)
+        _check_choice("preference.tie_break", self.tie_break, list(TIE_BREAKS))
+        _check_choice("preference.reference", self.reference, ["iteration", "initial"])
+
+
+@dataclass
+class LorrConfig:
+    enabled: bool = _f(False, "LoRR (reset replay) around the preference loss: replay passes, hybrid loss, resets")
+    replay_number: int = _f(3, "L, gradient passes over each batch of pairs")
+    sft_cap: float = _f(0.5, "the cap of λ, the weight of the chosen response's length-normalised NLL")
+    sft_schedule: str = _f("linear", "λ over passes l = 1..L: linear (cap·l/L), constant (cap) or none (0)")
+    scale_preference: bool = _f(True, "(1 − λ)·ℓ_pref + λ·ℓ_SFT if true, ℓ_pref + λ·ℓ_SFT if false")
+    reset_every: int = _f(10, "R, reset every this many batches (steps); 0: never")
+    alpha: float = _f(0.5, "α in W ← α·W + (1 − α)·W_0 (1: no change, 0: back to the initial weights)")
+    reset_pattern: str = _f(r"mlp\.down_proj\.weight$", "regular expression of the parameter names reset")
+    reuse_initial: int = _f(1, "after a reset, retrain on this many of the run's first batches (0: none)")
+
+    def __post_init__(self) -> None:
+        import re
+
+        from frugalrl.replay.lorr import SFT_SCHEDULES
+
+        _check_min("lorr.replay_number", self.replay_number, 1)
+        if not 0.0 <= self.sft_cap <= 1.0:
+            raise ValueError(f"lorr.sft_cap must be in [0, 1], got {self.sft_cap}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"lorr.alpha must be in [0, 1], got {self.alpha}")
+        _check_choice("lorr.sft_schedule", self.sft_schedule, list(SFT_SCHEDULES))
+        for name in ("reset_every", "reuse_initial"):
+            _check_min(f"lorr.{name}", getattr(self, name), 0)
+        try:
+            re.compile(self.reset_pattern)
+        except re.error as err:
+            raise ValueError(f"lorr.reset_pattern {self.reset_pattern!r} is not a regular expression: {err}") from None
+
+
 @dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
@@ -277,8 +351,8 @@ class Config:
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    preference: PreferenceConfig = field(default_factory=lambda: PreferenceConfig())
-    lorr: LorrConfig = field(default_factory=lambda: LorrConfig())
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
+    lorr: LorrConfig = field(default_factory=LorrConfig)
 
     def __post_init__(self) -> None:
         """Checks across sections: parts that only work together."""
@@ -428,80 +502,6 @@ def _check_kwargs(key: str, fn: Any, kwargs: dict[str, Any], *, skip: int) -> No
     unknown = sorted(set(kwargs) - set(valid))
     if unknown:
         raise ValueError(f"{key} has unknown arguments {unknown} for {fn.__name__}; valid: {', '.join(valid)}")
-
-
-# --- preference training (algo.kind=preference): iterative online DPO, offline pairs, LoRR -------------------
-
-
-@dataclass
-class PreferenceConfig:
-    loss: str = _f("dpo", "preference loss (frugalrl.algos.preference_losses): dpo, ipo or simpo")
-    loss_args: dict[str, Any] = _f({}, "the loss's arguments: dpo beta, label_smoothing; ipo tau; simpo beta, gamma")
-    epochs: int = _f(2, "passes over each iteration's pairs (LoRR's lorr.replay_number replaces it when enabled)")
-    mini_batches: int = _f(1, "optimiser steps per pass (the pairs are split into this many mini-batches)")
-    tie_break: str = _f("random", "which of equally scored responses is the best / worst: random (seeded) or first")
-    reference: str = _f(
-        "iteration", "π_ref: iteration (the policy at the start of each iteration) or initial (the starting policy)"
-    )
-    first_batch_passes: int = _f(0, "passes over the first batch only (the primacy-bias experiment); 0: as every batch")
-    offline_path: str | None = _f(
-        None, "preference pairs file (JSONL/JSON/Parquet/CSV) or Hub dataset: trains on it instead of generating"
-    )
-    offline_split: str = _f("train", "split of a Hub `offline_path`")
-    offline_subset: str | None = _f(None, "Hub configuration of `offline_path`")
-    prompt_column: str | None = _f(None, "prompt column of the pairs (default: prompt / question)")
-    chosen_column: str = _f("chosen", "column of the preferred response")
-    rejected_column: str = _f("rejected", "column of the dispreferred response")
-
-    def __post_init__(self) -> None:
-        from frugalrl.algos.pairs import TIE_BREAKS
-        from frugalrl.algos.preference import preference_losses
-
-        if self.loss == "hybrid":
-            raise ValueError("preference.loss=hybrid is LoRR's objective: set lorr.enabled=true and a base loss here")
-        loss = preference_losses.get(self.loss)
-        hparams = [n for n in list(inspect.signature(loss).parameters)[4:] if n not in ("chosen_len", "rejected_len")]
-        unknown = sorted(set(self.loss_args) - set(hparams))
-        if unknown:
-            raise ValueError(
-                f"preference.loss_args has unknown arguments {unknown} for {self.loss}; valid: {', '.join(hparams)}"
-            )
-        for name in ("epochs", "mini_batches"):
-            _check_min(f"preference.{name}", getattr(self, name), 1)
-        _check_min("preference.first_batch_passes", self.first_batch_passes, 0)
-        _check_choice("preference.tie_break", self.tie_break, list(TIE_BREAKS))
-        _check_choice("preference.reference", self.reference, ["iteration", "initial"])
-
-
-@dataclass
-class LorrConfig:
-    enabled: bool = _f(False, "LoRR (reset replay) around the preference loss: replay passes, hybrid loss, resets")
-    replay_number: int = _f(3, "L, gradient passes over each batch of pairs")
-    sft_cap: float = _f(0.5, "the cap of λ, the weight of the chosen response's length-normalised NLL")
-    sft_schedule: str = _f("linear", "λ over passes l = 1..L: linear (cap·l/L), constant (cap) or none (0)")
-    scale_preference: bool = _f(True, "(1 − λ)·ℓ_pref + λ·ℓ_SFT if true, ℓ_pref + λ·ℓ_SFT if false")
-    reset_every: int = _f(10, "R, reset every this many batches (steps); 0: never")
-    alpha: float = _f(0.5, "α in W ← α·W + (1 − α)·W_0 (1: no change, 0: back to the initial weights)")
-    reset_pattern: str = _f(r"mlp\.down_proj\.weight$", "regular expression of the parameter names reset")
-    reuse_initial: int = _f(1, "after a reset, retrain on this many of the run's first batches (0: none)")
-
-    def __post_init__(self) -> None:
-        import re
-
-        from frugalrl.replay.lorr import SFT_SCHEDULES
-
-        _check_min("lorr.replay_number", self.replay_number, 1)
-        if not 0.0 <= self.sft_cap <= 1.0:
-            raise ValueError(f"lorr.sft_cap must be in [0, 1], got {self.sft_cap}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"lorr.alpha must be in [0, 1], got {self.alpha}")
-        _check_choice("lorr.sft_schedule", self.sft_schedule, list(SFT_SCHEDULES))
-        for name in ("reset_every", "reuse_initial"):
-            _check_min(f"lorr.{name}", getattr(self, name), 0)
-        try:
-            re.compile(self.reset_pattern)
-        except re.error as err:
-            raise ValueError(f"lorr.reset_pattern {self.reset_pattern!r} is not a regular expression: {err}") from None
 
 
 def _check_preference_sections(cfg: Config) -> None:
