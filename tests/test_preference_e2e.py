@@ -12,10 +12,10 @@ from frugalrl.data.files import DatasetFormatError
 from frugalrl.data.preference_pairs import arithmetic_pairs
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
-from frugalrl.engine.preference import PreferenceTrainer
-from frugalrl.engine.trainer import train
 from frugalrl.testbed import ensure_base
 from frugalrl.tracking import RunDir, read_metrics
+from frugalrl.training.preference import PreferenceTrainer
+from frugalrl.training.trainer import train
 
 TINY = [
     "model.path=testbed",

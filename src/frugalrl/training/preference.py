@@ -1,7 +1,7 @@
 """The preference loop: iterative online DPO (ALGORITHMS.md §10), offline preference pairs, and LoRR (§11).
 
 One step is one iteration of iterative DPO: select prompts → sample K = `rollout.group_size` responses each →
-score (all three are the RL loop's own `_rollout`, so selectors and filters work unchanged) → pair each
+score (all three are the RL loop's own `_collect`, so selectors and filters work unchanged) → pair each
 group's best response with its worst (groups that all score the same are skipped) → log-probs of π_ref on
 the pairs → `preference.epochs` passes of the preference loss over them. With `preference.offline_path` the
 pairs come from a file instead, B per step. With `lorr.enabled` each batch gets L = `lorr.replay_number`
@@ -27,11 +27,11 @@ from frugalrl.algos.pairs import best_worst_pairs
 from frugalrl.algos.preference import preference_losses
 from frugalrl.config import Config
 from frugalrl.data.preference_pairs import PreferenceRow, load_preference_pairs
+from frugalrl.engine.passes import micro_chunks
 from frugalrl.engine.policy import response_logprobs
 from frugalrl.engine.step_metrics import batch_metrics
-from frugalrl.engine.trainer import Trainer, _timed
-from frugalrl.engine.update import micro_chunks
 from frugalrl.replay.lorr import matching_parameters, sft_weight, shrink_toward_initial
+from frugalrl.training.trainer import Trainer, _timed
 from frugalrl.types import Problem, RolloutBatch, concat_batches
 
 
@@ -90,7 +90,7 @@ class PreferenceTrainer(Trainer):
         cfg, timings = self.config, {}
         self.counters.step, self._timings = step, timings
         if self.offline is None:
-            batch, passed, rounds = self._rollout(step, timings, cfg.trainer.prompts_per_step)
+            batch, passed, rounds = self._collect(step, timings, cfg.trainer.prompts_per_step)
             pairs, metrics = self._online_pairs(step, batch, passed)
             metrics["data/sampling_rounds"] = rounds
         else:
