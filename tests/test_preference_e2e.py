@@ -20,7 +20,7 @@ from frugalrl.training.trainer import train
 TINY = [
     "model.path=testbed",
     "run.progress=false",
-    "run.threads=2",
+    "run.threads=1",  # one thread: on a busy machine two threads wait on each other
     "data.train_size=200",
     "data.eval_size=8",
     "data.levels=[1,2]",  # easy levels: most groups hold right and wrong answers, so pairs exist
