@@ -6,8 +6,9 @@
 # RAFT++ runs at two mini-batches per batch, where its clipping can act (at one step per batch it is RAFT,
 # docs/family.md).
 # Runs are sequential; pin the process to one core (`taskset -c 1`) with run.threads=1 when the machine is
-# shared, so that training times stay comparable. PREF_PART=main or primacy runs a part; PREF_SEEDS="0" a
-# subset of the seeds; the default runs everything into one comparison.
+# shared, so that training times stay comparable. PREF_PART=main, primacy or lr runs a part (lr: summary_lr.md
+# was written by that part); PREF_SEEDS="0" a subset of the seeds; the default runs main and primacy into
+# one comparison.
 set -euo pipefail
 out=${1:-benchmarks/results/preference}
 main=(
@@ -21,8 +22,14 @@ primacy=(
     --recipe primacy50=configs/iterdpo.yaml:preference.first_batch_passes=50
     --recipe primacy50_reset=configs/iterdpo.yaml:preference.first_batch_passes=50:lorr.enabled=true:lorr.replay_number=2:lorr.sft_schedule=none
 )
+# The preference recipes at a lower learning rate (docs/preference.md, "At lr 3e-5"; summary_lr.md).
+lr=(
+    --recipe iterdpo_lr3e-5=configs/iterdpo.yaml:trainer.lr=3e-5
+    --recipe iterdpo_lorr_lr3e-5=configs/iterdpo_lorr.yaml:trainer.lr=3e-5
+)
 case ${PREF_PART:-all} in
     main) recipes=("${main[@]}") ;;
+    lr) recipes=(--recipe grpo=configs/grpo.yaml "${lr[@]}") ;;
     primacy) recipes=(--recipe grpo=configs/grpo.yaml --recipe iterdpo=configs/iterdpo.yaml "${primacy[@]}") ;;
     *) recipes=("${main[@]}" "${primacy[@]}") ;;
 esac
