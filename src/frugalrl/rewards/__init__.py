@@ -3,11 +3,20 @@
     from frugalrl.rewards import reward_functions
     reward = reward_functions.get("limr")(completions, answers, truncated=truncated)   # list[float]
 
-See ALGORITHMS.md §1. `extract` is pure string work, `verify` runs math-verify in a worker process,
-`functions` holds the registered reward functions and LIMR's format rules.
+See ALGORITHMS.md §1. `extract` is pure string work (and the answer extractors), `verify` runs math-verify
+in a worker process, `pool` checks a batch in parallel workers under one deadline, `stats` counts what the
+verifier gave up on, `functions` holds the registered reward functions and LIMR's format rules.
 """
 
-from frugalrl.rewards.extract import compare_fast, count_boxed, extract_boxed, normalize_answer, parse_number
+from frugalrl.rewards.extract import (
+    MAX_ANSWER_CHARS,
+    answer_extractors,
+    compare_fast,
+    count_boxed,
+    extract_boxed,
+    normalize_answer,
+    parse_number,
+)
 from frugalrl.rewards.functions import (
     RewardFunction,
     correctness_pm1_reward,
@@ -16,9 +25,12 @@ from frugalrl.rewards.functions import (
     has_repetition,
     invalid_char_fraction,
     judge_completion,
+    judge_completions,
     limr_reward,
     reward_functions,
 )
+from frugalrl.rewards.pool import VerifierPool, default_pool, verify_batch
+from frugalrl.rewards.stats import RewardStats, record_reward_stats
 from frugalrl.rewards.verify import (
     DEFAULT_TIMEOUT_S,
     MathVerifyWorker,
@@ -30,13 +42,18 @@ from frugalrl.rewards.verify import (
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
+    "MAX_ANSWER_CHARS",
     "MathVerifyWorker",
     "RewardFunction",
+    "RewardStats",
     "Verdict",
+    "VerifierPool",
+    "answer_extractors",
     "compare_fast",
     "correctness_pm1_reward",
     "correctness_reward",
     "count_boxed",
+    "default_pool",
     "default_worker",
     "extract_boxed",
     "format_violations",
@@ -44,9 +61,12 @@ __all__ = [
     "invalid_char_fraction",
     "is_correct",
     "judge_completion",
+    "judge_completions",
     "limr_reward",
     "normalize_answer",
     "parse_number",
+    "record_reward_stats",
     "reward_functions",
     "verify_answer",
+    "verify_batch",
 ]
