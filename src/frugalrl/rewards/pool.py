@@ -39,10 +39,12 @@ from frugalrl.rewards.verify import DEFAULT_TIMEOUT_S, Verdict, quick_verdict, v
 # The share of the per-answer timeout a whole batch may take: the batch then ends within 2x the timeout
 # with room for the string work and the pipes.
 BATCH_TIMEOUT_FACTOR = 1.5
-# The first try each pair gets (seconds, at most the per-answer timeout): math-verify settles ordinary
-# answers in well under this; slower ones are tried again with the rest of their timeout once every pair
-# of the batch has had its first try.
+# The first try each pair gets: half the workers' time per pair, between these bounds (and at most the
+# per-answer timeout). math-verify settles ordinary answers in tens of milliseconds; slower ones are tried
+# again with the rest of their timeout once every pair of the batch has had its first try. A batch of many
+# hostile answers can still leave an ordinary one untried at the deadline (scored wrong, counted).
 FIRST_TRY_S = 0.5
+MIN_FIRST_TRY_S = 0.05
 # A worker is given this much less than the batch's remaining time, so that its own "timeout" reply
 # arrives before the deadline instead of the worker being killed at it.
 _REPLY_MARGIN_S = 0.05
@@ -126,8 +128,11 @@ class VerifierPool:
         given = [0.0] * len(pairs)  # seconds each pair was given, over its tries (0: never sent)
         # Two rounds: every pair first gets a short try, so a few hostile answers cannot hold every worker
         # while ordinary ones wait in the queue past the deadline; what timed out then gets what is left.
-        queue = deque(range(len(pairs)))
-        first_try = min(timeout, FIRST_TRY_S)
+        # Shortest answers first: ordinary answers are short, and most hostile ones are long.
+        queue = deque(sorted(range(len(pairs)), key=lambda j: len(pairs[j][0])))
+        # The first try is a fair share of the workers' time, so that every pair can have one.
+        share = len(self._slots) * (deadline - time.monotonic()) / (2 * len(pairs))
+        first_try = min(timeout, FIRST_TRY_S, max(MIN_FIRST_TRY_S, share))
         while True:
             now = time.monotonic()
             for slot in self._slots:
