@@ -151,9 +151,10 @@ class PromptReplay:
         strategy: str,
         advantage_mode: str,
         off_weight: float,
+        max_prompts: int = 100_000,
         **_: Any,
     ) -> None:
-        self.buffer = PromptReplayBuffer(capacity_per_prompt, seed=seed)
+        self.buffer = PromptReplayBuffer(capacity_per_prompt, seed=seed, max_prompts=max_prompts)
         self.k, self.min_cache, self.strategy, self.mode = replay_k, min_cache, strategy, advantage_mode
         self.replayed_weight = off_weight
 
