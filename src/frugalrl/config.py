@@ -15,6 +15,8 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from frugalrl.data.templates import DEFAULT_SYSTEM_PROMPT
+
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - `help` reads best at the call sites
     if isinstance(default, (list, dict)):
@@ -59,7 +61,11 @@ class DataConfig:
     train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)")
     eval_size: int = _f(1000, "number of held-out problems")
     levels: list[int] | None = _f(None, "arithmetic difficulty levels to use (default: all)")
-    template: str = _f("plain", "prompt template name")
+    template: str = _f("plain", "prompt template: plain (question + newline) or chat (the tokenizer's chat template)")
+    system_prompt: str = _f(
+        DEFAULT_SYSTEM_PROMPT,
+        "system message of data.template=chat ('' for none); plain prompts have no system message",
+    )
     question_column: str | None = _f(None, "question column (default: question / prompt / problem)")
     answer_column: str | None = _f(None, "answer column (default: answer / solution / final_answer)")
     id_column: str | None = _f(None, "id column (default: 'id' if present, else a hash of the question)")
@@ -68,6 +74,9 @@ class DataConfig:
     on_bad_answer: str = _f("error", "a row whose answer cannot be parsed: error or skip")
 
     def __post_init__(self) -> None:
+        from frugalrl.data.templates import prompt_templates
+
+        prompt_templates.get(self.template)
         _check_choice("data.source", self.source, ["arithmetic", "file", "reasoning_gym"])
         _check_min("data.eval_size", self.eval_size, 1)
         if self.source == "file" and not self.path:
@@ -105,6 +114,10 @@ class AlgoConfig:
     loss_args: dict[str, Any] = _f({}, "keyword arguments of the policy loss, e.g. eps_high")
     agg: str = _f("token_mean", "loss aggregation: token_mean or seq_mean_token_mean")
     reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
+    answer_extraction: str = _f(
+        "boxed",
+        "how the reward reads a response's answer: boxed (last \\boxed{}), gsm8k (#### x), last_number, answer_is",
+    )
     kl_coef: float = _f(0.0, "β, weight of the KL to the initial policy: loss term or token reward (kl_mode); 0: none")
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
     kl_mode: str = _f("loss", "loss: kl_coef·KL added to the loss; reward: −kl_coef·k1 added to token rewards (gae)")
@@ -113,13 +126,14 @@ class AlgoConfig:
     def __post_init__(self) -> None:
         import frugalrl.data  # noqa: F401 - registers the rewards that belong to a task (reasoning_gym_strict)
         from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
-        from frugalrl.rewards import reward_functions
+        from frugalrl.rewards import make_reward_function, reward_functions
 
         _check_kwargs("algo.advantage_args", advantage_estimators.get(self.advantage), self.advantage_args, skip=1)
         _check_kwargs("algo.loss_args", policy_losses.get(self.loss), self.loss_args, skip=4)
         aggregations.get(self.agg)
         kl_estimators.get(self.kl_estimator)
         reward_functions.get(self.reward)
+        make_reward_function(self.reward, extraction=self.answer_extraction)  # the extraction and the reward agree
         _check_min("algo.kl_coef", self.kl_coef, 0.0)
         if self.advantage in ("reinforce", "reinforce_rej") and self.reward == "correctness":
             # With 0/1 rewards A = r is 0 for every wrong answer: the negatives silently teach nothing.

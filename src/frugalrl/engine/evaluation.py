@@ -9,7 +9,7 @@ from frugalrl.engine.rollout import HFGenerateBackend
 from frugalrl.engine.setup import load_policy_and_backend, load_problems
 from frugalrl.engine.step_metrics import score_batch
 from frugalrl.eval import EvalProtocol, evaluate
-from frugalrl.rewards import RewardFunction, reward_functions
+from frugalrl.rewards import RewardFunction, make_reward_function
 from frugalrl.types import Problem, RolloutBatch
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
@@ -47,6 +47,6 @@ def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     _, backend = load_policy_and_backend(model, config)
     _, held_out = load_problems(config.data)
     protocol = protocol_of(config)
-    reward_fn = reward_functions.get(config.algo.reward)
+    reward_fn = make_reward_function(config.algo.reward, extraction=config.algo.answer_extraction)
     metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)
     return metrics, protocol.describe()

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from frugalrl.config import Config, DataConfig, TrainerConfig
-from frugalrl.data import make_problems, prompt_templates
+from frugalrl.data import make_problems, make_prompt_formatter
 from frugalrl.engine.policy import Policy, load_policy
 from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
 from frugalrl.types import Problem
@@ -109,7 +109,9 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
     backend = rollout_backends.get(config.rollout.backend)(
         policy.model,
         policy.tokenizer,
-        format_prompt=prompt_templates.get(config.data.template),
+        format_prompt=make_prompt_formatter(
+            config.data.template, policy.tokenizer, system_prompt=config.data.system_prompt
+        ),
         token_budget=config.rollout.token_budget,
     )
     return policy, backend

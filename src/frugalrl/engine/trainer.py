@@ -38,7 +38,7 @@ from frugalrl.engine.setup import (
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
 from frugalrl.engine.update import UpdateSettings, batch_logprobs, policy_update
 from frugalrl.replay.parts import replay_parts
-from frugalrl.rewards import reward_functions
+from frugalrl.rewards import make_reward_function
 from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
 from frugalrl.types import Problem, RolloutBatch, concat_batches
@@ -89,7 +89,7 @@ class Trainer:
             self.train_set, seed=cfg.run.seed, context=context, **cfg.select.selector_args
         )
         self.replay = replay_parts.get(cfg.replay.kind)(seed=cfg.run.seed, **_replay_args(cfg))
-        self.reward_fn = reward_functions.get(cfg.algo.reward)
+        self.reward_fn = make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
         self.update_settings = UpdateSettings(

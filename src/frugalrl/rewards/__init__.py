@@ -27,6 +27,7 @@ from frugalrl.rewards.functions import (
     judge_completion,
     judge_completions,
     limr_reward,
+    make_reward_function,
     reward_functions,
 )
 from frugalrl.rewards.pool import VerifierPool, default_pool, verify_batch
@@ -63,6 +64,7 @@ __all__ = [
     "judge_completion",
     "judge_completions",
     "limr_reward",
+    "make_reward_function",
     "normalize_answer",
     "parse_number",
     "record_reward_stats",

@@ -7,6 +7,8 @@ facts such as `truncated`; functions read the fields they need and ignore the re
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import string
 from collections.abc import Sequence
@@ -46,6 +48,27 @@ MAX_INVALID_FRACTION = 0.3
 MAX_BOXED = 4  # five or more boxes is a format error
 MIN_REPEAT_UNIT = 5
 MIN_REPEATS = 5
+
+
+def make_reward_function(name: str, *, extraction: str = "boxed") -> RewardFunction:
+    """The registered reward `name`, reading answers with the `extraction` extractor (`answer_extractors`).
+
+    `boxed` is every reward's default and returns the function itself; another extraction needs a reward
+    with an `extraction` argument (correctness, correctness_pm1, limr), else a ValueError names them.
+    """
+    fn = reward_functions.get(name)
+    answer_extractors.get(extraction)
+    if extraction == "boxed":
+        return fn
+    if "extraction" not in inspect.signature(fn).parameters:
+        readers = [
+            n for n in reward_functions.names() if "extraction" in inspect.signature(reward_functions.get(n)).parameters
+        ]
+        raise ValueError(
+            f"algo.answer_extraction={extraction} needs a reward that reads it; algo.reward={name} reads only "
+            f"\\boxed{{}} answers: use one of {', '.join(readers)}, or answer_extraction=boxed"
+        )
+    return functools.partial(fn, extraction=extraction)
 
 
 def judge_completion(completion: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:

@@ -13,6 +13,7 @@ nested recorders do not mix). Outside a recorder nothing is counted.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -65,3 +66,49 @@ def note(*, responses: int = 0, no_answer: int = 0, verify_timeouts: int = 0, ca
     delta = RewardStats(responses, no_answer, verify_timeouts, cache_hits)
     for stats in _recorders.get():
         stats.add(delta)
+
+
+# More than this share of a step's responses without an extractable answer is warned about (once a run).
+NO_ANSWER_WARN_FRAC = 0.5
+
+
+class StepRewardMonitor:
+    """The reward statistics of each training step, as metrics, and a warning the first time most of a
+    step's responses have no answer the configured extraction can read (a model answering `#### 42`
+    scored with `\\boxed{}` extraction gets 0 everywhere, and nothing else would say why).
+
+        monitor = StepRewardMonitor(extraction="boxed")
+        with monitor.recording():            # around every scoring call of the step
+            score_batch(batch, reward_fn)
+        metrics.update(monitor.step_metrics(step))   # rollout/verify_timeouts, rollout/no_answer_frac
+    """
+
+    def __init__(self, *, extraction: str = "boxed") -> None:
+        self.extraction = extraction
+        self.warned = False
+        self._step = RewardStats()
+
+    @contextmanager
+    def recording(self) -> Iterator[RewardStats]:
+        with record_reward_stats() as stats:
+            yield stats
+        self._step.add(stats)
+
+    def step_metrics(self, step: int) -> dict[str, float]:
+        """The metrics of the responses recorded since the last call, and the once-a-run warning."""
+        stats, self._step = self._step, RewardStats()
+        if stats.no_answer_frac > NO_ANSWER_WARN_FRAC and not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"step {step}: {stats.no_answer} of {stats.responses} responses have no answer that "
+                f"algo.answer_extraction={self.extraction} can read, so they all score as wrong; set "
+                "algo.answer_extraction to the model's answer format (boxed, gsm8k, last_number, answer_is) or "
+                "ask for it in the prompt (data.template=chat, data.system_prompt); rollout/no_answer_frac "
+                "tracks it",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return {
+            "rollout/verify_timeouts": float(stats.verify_timeouts),
+            "rollout/no_answer_frac": stats.no_answer_frac,
+        }
