@@ -2,17 +2,21 @@
 parallel pool's batch deadline, and the reward statistics."""
 
 import time
+import warnings
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import frugalrl.rewards.verify as verify_module
+from frugalrl.config import ConfigError, load_config
 from frugalrl.rewards import (
     MAX_ANSWER_CHARS,
+    StepRewardMonitor,
     Verdict,
     VerifierPool,
     answer_extractors,
+    make_reward_function,
     normalize_answer,
     record_reward_stats,
     reward_functions,
@@ -297,3 +301,44 @@ def test_pool_checks_identical_pairs_once(hanging_pool, monkeypatch):
 def test_pool_rejects_a_deadline_that_is_not_positive_and_finite(bad):
     with pytest.raises(ValueError, match="batch_timeout must be a positive, finite number"):
         VerifierPool(1).check([("x", "y")], timeout=1.0, batch_timeout=bad)
+
+
+# --- per-step monitoring, the reward built from the config ----------------------------------------------
+
+
+def test_step_monitor_reports_each_steps_stats_and_warns_once():
+    monitor = StepRewardMonitor(extraction="boxed")
+    fn = reward_functions.get("correctness")
+    with monitor.recording():
+        fn([r"\boxed{1}", "#### 1", "#### 1"], ["1"] * 3)  # 2 of 3 without a box
+    with pytest.warns(RuntimeWarning, match=r"step 1: 2 of 3 responses have no answer .*answer_extraction=boxed"):
+        assert monitor.step_metrics(1) == {"rollout/verify_timeouts": 0.0, "rollout/no_answer_frac": 2 / 3}
+    with monitor.recording():
+        fn(["#### 1"], ["1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once a run: no second warning
+        assert monitor.step_metrics(2)["rollout/no_answer_frac"] == 1.0
+    assert monitor.step_metrics(3) == {"rollout/verify_timeouts": 0.0, "rollout/no_answer_frac": 0.0}  # reset
+
+
+def test_step_monitor_does_not_warn_at_half_or_less():
+    monitor = StepRewardMonitor()
+    with monitor.recording():
+        reward_functions.get("correctness")([r"\boxed{1}", "no box"], ["1", "1"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert monitor.step_metrics(1)["rollout/no_answer_frac"] == 0.5
+
+
+def test_make_reward_function_binds_the_extraction():
+    fn = make_reward_function("correctness", extraction="gsm8k")
+    assert fn(["#### 7", r"\boxed{7}"], ["7", "7"]) == [1.0, 0.0]
+    assert make_reward_function("limr") is reward_functions.get("limr")
+
+
+def test_an_extraction_the_reward_cannot_read_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"reasoning_gym_strict reads only \\boxed\{\} answers: use one of corr"):
+        load_config(overrides=["algo.reward=reasoning_gym_strict", "algo.answer_extraction=gsm8k"])
+    with pytest.raises(ConfigError, match="unknown answer extraction 'hash'; valid names: answer_is, boxed, gsm8k"):
+        load_config(overrides=["algo.answer_extraction=hash"])
+    assert load_config(overrides=["algo.answer_extraction=answer_is"]).algo.answer_extraction == "answer_is"

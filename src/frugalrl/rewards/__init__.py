@@ -31,7 +31,7 @@ from frugalrl.rewards.functions import (
     reward_functions,
 )
 from frugalrl.rewards.pool import VerifierPool, default_pool, verify_batch
-from frugalrl.rewards.stats import RewardStats, record_reward_stats
+from frugalrl.rewards.stats import RewardStats, StepRewardMonitor, record_reward_stats
 from frugalrl.rewards.verify import (
     DEFAULT_TIMEOUT_S,
     MathVerifyWorker,
@@ -47,6 +47,7 @@ __all__ = [
     "MathVerifyWorker",
     "RewardFunction",
     "RewardStats",
+    "StepRewardMonitor",
     "Verdict",
     "VerifierPool",
     "answer_extractors",
