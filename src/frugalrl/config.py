@@ -32,10 +32,16 @@ class RunConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (cuda if available)")
     threads: int = _f(0, "torch CPU threads (0: torch's default)")
     progress: bool = _f(True, "show a live progress display")
-    tensorboard: bool = _f(False, "also write TensorBoard events (needs the tensorboard extra)")
+    tensorboard: bool = _f(False, "also write TensorBoard events (older spelling of run.report_to=[tensorboard])")
+    report_to: list[str] = _f(
+        [], "mirror metrics to: tensorboard, wandb (offline unless WANDB_MODE), mlflow (local store); each its extra"
+    )
 
     def __post_init__(self) -> None:
+        from frugalrl.tracking.integrations import check_report_to
+
         _check_min("run.threads", self.threads, 0)
+        check_report_to(list(self.report_to))
 
 
 @dataclass
@@ -369,6 +375,7 @@ RESUMABLE_CHANGES = (
     "run.progress",
     "run.threads",
     "run.tensorboard",
+    "run.report_to",
 )
 
 

@@ -120,7 +120,13 @@ class Trainer:
         """Train to `trainer.max_steps` (or the time limit); returns the run directory with its report."""
         cfg = self.config
         start = self._resume() if resume else self._start()
-        metrics_log = MetricsLog(self.run_dir.metrics_path, tensorboard=cfg.run.tensorboard)
+        metrics_log = MetricsLog(
+            self.run_dir.metrics_path,
+            tensorboard=cfg.run.tensorboard,
+            report_to=cfg.run.report_to,
+            run_name=cfg.run.name,
+            config=asdict(cfg),
+        )
         stats = StatsStore(self.run_dir.stats_path)
         # A resumed run rewrites what came after its checkpoint; a fresh one clears a killed run's leftovers.
         keep_through = start if resume else -1
