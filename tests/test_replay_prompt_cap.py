@@ -75,3 +75,15 @@ def test_evictions_are_logged_in_replay_metrics():
         _insert(buffer, 1, "b")
     metrics = replay_metrics(batch, step=1, buffer=buffer)
     assert metrics["replay/evicted_prompts"] == 1.0 and metrics["replay/buffer_prompts"] == 1.0
+
+
+def test_replay_max_prompts_reaches_the_repo_part():
+    from frugalrl.config import ConfigError, load_config
+    from frugalrl.engine.trainer import _replay_args
+    from frugalrl.replay.parts import replay_parts
+
+    config = load_config("configs/repo.yaml", ["replay.max_prompts=5"])
+    assert replay_parts.get("repo")(seed=0, **_replay_args(config)).buffer.max_prompts == 5
+    assert load_config("configs/repo.yaml").replay.max_prompts == 100_000  # the default cap
+    with pytest.raises(ConfigError, match="replay.max_prompts must be >= 0, got -1"):
+        load_config(overrides=["replay.max_prompts=-1"])

@@ -210,6 +210,7 @@ class ReplayConfig:
     strategy: str = _f("highest_k", "repo: which stored responses to replay (frugalrl.replay.replay_strategies)")
     advantage_mode: str = _f("split", "repo: split (fresh and replayed normalised apart) or mixed (together)")
     off_weight: float = _f(1.0, "repo: λ_off in L_on + λ_off·L_off")
+    max_prompts: int = _f(100_000, "repo: most prompts the buffer keeps, least recently used evicted first (0: no cap)")
 
     def __post_init__(self) -> None:
         from frugalrl.replay import replay_strategies, repo_advantage_modes
@@ -223,6 +224,7 @@ class ReplayConfig:
         if not 0 < self.fresh_fraction <= 1:
             raise ValueError(f"replay.fresh_fraction must be in (0, 1], got {self.fresh_fraction}")
         _check_min("replay.off_weight", self.off_weight, 0.0)
+        _check_min("replay.max_prompts", self.max_prompts, 0)
         if self.kind == "repo" and self.min_cache > self.capacity_per_prompt:
             raise ValueError(
                 f"replay.min_cache={self.min_cache} > replay.capacity_per_prompt={self.capacity_per_prompt}: "
