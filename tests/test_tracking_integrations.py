@@ -85,6 +85,7 @@ def _log_two_steps(path, report_to):
         log.log(2, {"rollout/reward_mean": 0.75})
 
 
+@pytest.mark.covers("run.report_to integration", "wandb")
 def test_wandb_mirror_runs_offline_in_the_run_directory(tmp_path, fake_wandb):
     _log_two_steps(tmp_path / "metrics.jsonl", ["wandb"])
     (_, init), *rest = fake_wandb
@@ -104,6 +105,7 @@ def test_wandb_mode_from_the_environment_wins(tmp_path, fake_wandb, monkeypatch)
     assert fake_wandb[0][1]["mode"] == "online"
 
 
+@pytest.mark.covers("run.report_to integration", "mlflow")
 def test_mlflow_mirror_uses_a_local_sqlite_store_and_logs_params_and_steps(tmp_path, fake_mlflow):
     _log_two_steps(tmp_path / "metrics.jsonl", ["mlflow"])
     assert fake_mlflow == [
