@@ -119,6 +119,13 @@ def test_mlflow_mirror_uses_a_local_sqlite_store_and_logs_params_and_steps(tmp_p
     ]
 
 
+def test_mlflow_keys_lose_the_characters_mlflow_refuses(tmp_path, fake_mlflow):
+    with MetricsLog(tmp_path / "metrics.jsonl", report_to=["mlflow"], run_name="demo") as log:
+        log.log(3, {"eval/avg@8": 0.5, "eval/pass@8": 0.75, "eval/L3/greedy": 0.25})
+    metrics = [call[2] for call in fake_mlflow if call[0] == "batch" and call[2]]
+    assert metrics == [[("eval/avg_at_8", 0.5, 3), ("eval/pass_at_8", 0.75, 3), ("eval/L3/greedy", 0.25, 3)]]
+
+
 def test_mlflow_tracking_uri_from_the_environment_wins(tmp_path, fake_mlflow, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
     _log_two_steps(tmp_path / "metrics.jsonl", ["mlflow"])

@@ -11,7 +11,8 @@ names it, and works without network by default:
   `run.name`, with the resolved config attached.
 - `mlflow`: an MLflow run under the experiment "frugalrl" in the local SQLite store `<run dir>/mlflow.db`
   unless `MLFLOW_TRACKING_URI` names another (`mlflow ui --backend-store-uri sqlite:///<run dir>/mlflow.db`),
-  with the config's values as parameters.
+  with the config's values as parameters. MLflow refuses `@` in a metric name: `eval/avg@8` is logged as
+  `eval/avg_at_8`.
 
 A resumed run starts a new W&B / MLflow run; their steps after the checkpoint are not rewritten (neither
 service can delete logged steps), so use metrics.jsonl, or the newer run, for the steps after a resume.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -120,7 +122,7 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         step, stamp = record["step"], _millis()
-        metrics = [Metric(k, float(v), stamp, step) for k, v in record.items() if k != "step"]
+        metrics = [Metric(mlflow_key(k), float(v), stamp, step) for k, v in record.items() if k != "step"]
         self._client.log_batch(self._run_id, metrics=metrics)
 
     def close(self) -> None:
@@ -129,6 +131,14 @@ class MlflowTracker:
 
 trackers.register("wandb")(WandbTracker)
 trackers.register("mlflow")(MlflowTracker)
+
+
+_MLFLOW_INVALID = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def mlflow_key(key: str) -> str:
+    """A metric key as MLflow accepts it: `eval/avg@8` -> `eval/avg_at_8`, other disallowed characters -> `_`."""
+    return _MLFLOW_INVALID.sub("_", key.replace("@", "_at_"))
 
 
 def _millis() -> int:
