@@ -84,3 +84,14 @@ def test_a_batch_of_256_hostile_answers_is_scored_within_twice_the_timeout():
     assert elapsed < 2 * TIMEOUT_S + SLACK_S
     wrong_scored_right = [c.name for c, r in zip(batch, rewards, strict=True) if r > 0 and not c.correct]
     assert not wrong_scored_right
+
+
+def test_reasoning_gym_strict_survives_the_corpus():
+    # Without reasoning-gym's entries it scores by exact equality only (no math-verify): a wrong answer must
+    # never score, and nothing may raise (None, bytes, megabyte strings).
+    import frugalrl.data  # noqa: F401 - registers reasoning_gym_strict
+
+    cases = hostile_cases()
+    rewards = reward_functions.get("reasoning_gym_strict")([c.completion for c in cases], [c.gold for c in cases])
+    assert [c.name for c, r in zip(cases, rewards, strict=True) if r > 0 and not c.correct] == []
+    assert rewards[[c.name for c in cases].index("right_after_1mb_prose")] == 1.0  # equal text: right
