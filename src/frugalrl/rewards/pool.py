@@ -29,7 +29,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from subprocess import Popen
 
 from frugalrl.rewards import verify as _verify
@@ -64,8 +64,7 @@ class _Slot:
     ready: bool = False
     job: int | None = None
     give_up_at: float = math.inf  # monotonic time after which the job's worker is killed
-    buffer: bytes = field(default=b"")
-    started_at: float = field(default_factory=time.monotonic)
+    buffer: bytes = b""
 
     @property
     def fd(self) -> int:
