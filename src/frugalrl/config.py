@@ -41,7 +41,7 @@ class RunConfig:
         from frugalrl.tracking.integrations import check_report_to
 
         _check_min("run.threads", self.threads, 0)
-        check_report_to(list(self.report_to))
+        check_report_to(list(self.report_to), installed=False)  # packages: checked when a run starts
 
 
 @dataclass

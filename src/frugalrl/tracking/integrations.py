@@ -60,12 +60,16 @@ def report_to_names() -> list[str]:
     return sorted(["tensorboard", *trackers.names()])
 
 
-def check_report_to(names: list[str]) -> None:
-    """ValueError naming the entry if one of `names` is unknown or its package is missing."""
+def check_report_to(names: list[str], *, installed: bool = True) -> None:
+    """ValueError naming the entry if one of `names` is unknown or (with `installed`) its package is missing.
+
+    The config checks names only: a run's saved config must still load (for `frugalrl eval`, say) where
+    its trackers are not installed; the metrics log checks the packages when the run starts.
+    """
     for name in names:
         if name not in report_to_names():
             raise ValueError(f"run.report_to: unknown integration {name!r}; valid: {', '.join(report_to_names())}")
-        problem = missing_package(name)
+        problem = missing_package(name) if installed else None
         if problem:
             raise ValueError(problem)
 
