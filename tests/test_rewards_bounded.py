@@ -342,3 +342,30 @@ def test_an_extraction_the_reward_cannot_read_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown answer extraction 'hash'; valid names: answer_is, boxed, gsm8k"):
         load_config(overrides=["algo.answer_extraction=hash"])
     assert load_config(overrides=["algo.answer_extraction=answer_is"]).algo.answer_extraction == "answer_is"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Python 3.12+ warns about fork with threads
+def test_forked_process_starts_its_own_pool_workers_and_leaves_the_parents_alone(hanging_pool, monkeypatch):
+    import os
+
+    import frugalrl.rewards.pool as pool_module
+
+    monkeypatch.setattr(pool_module, "verdict_cache", VerdictCache())
+    parents = set(hanging_pool.pids)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked copy
+        try:
+            ok = verify_batch(["a"], ["b"], timeout=5.0, pool=hanging_pool) == [Verdict.CORRECT]
+            ok = ok and hanging_pool.pids and not parents & set(hanging_pool.pids)
+            os.write(write_end, b"1" if ok else b"0")
+            hanging_pool.close()
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = os.read(read_end, 1)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert answer == b"1"
+    assert set(hanging_pool.pids) == parents
+    assert verify_batch(["c"], ["d"], timeout=5.0, pool=hanging_pool) == [Verdict.CORRECT]
