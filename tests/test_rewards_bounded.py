@@ -369,3 +369,12 @@ def test_forked_process_starts_its_own_pool_workers_and_leaves_the_parents_alone
     assert answer == b"1"
     assert set(hanging_pool.pids) == parents
     assert verify_batch(["c"], ["d"], timeout=5.0, pool=hanging_pool) == [Verdict.CORRECT]
+
+
+def test_limr_calls_a_completion_over_a_million_characters_too_long_without_other_rules():
+    from frugalrl.rewards import format_violations
+
+    huge = r"\boxed{5}" + "a" * 1_000_000  # would also break the repetition rule
+    assert format_violations(huge) == ["too_long"]
+    assert format_violations(huge, truncated=True) == ["truncated", "too_long"]
+    assert reward_functions.get("limr")([huge], ["5"]) == [-1.0]

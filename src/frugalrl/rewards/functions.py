@@ -44,6 +44,11 @@ MATH_SYMBOLS = (
 VALID_CHARS = frozenset(string.ascii_letters + string.digits + string.whitespace + string.punctuation + MATH_SYMBOLS)
 _INVALID_CHAR = re.compile("[^" + re.escape("".join(sorted(VALID_CHARS))) + "]")
 
+# Completions longer than this break LIMR's format without the other rules being run on them: LIMR has no
+# such rule (its generation limit, the `truncated` rule, makes it unnecessary), but a caller can pass any
+# text, and the repetition rule costs O(n log n) in-process. A million characters is beyond any generation
+# budget frugalrl runs with (64k tokens of a real tokenizer are ~250k characters).
+MAX_COMPLETION_CHARS = 1_000_000
 MAX_INVALID_FRACTION = 0.3
 MAX_BOXED = 4  # five or more boxes is a format error
 MIN_REPEAT_UNIT = 5
@@ -172,11 +177,14 @@ def format_violations(completion: str, *, truncated: bool = False, extraction: s
 
     `truncated`: generation stopped at the length limit, not at end-of-sequence. The verifier-timeout rule
     needs the gold answer and is applied in `limr_reward`. With an `extraction` other than boxed, the box
-    rules (no_boxed, too_many_boxed) are replaced by no_answer: that extractor finds nothing.
+    rules (no_boxed, too_many_boxed) are replaced by no_answer: that extractor finds nothing. A completion
+    over `MAX_COMPLETION_CHARS` is `too_long`, and no other rule is run on it.
     """
     violations = []
     if truncated:
         violations.append("truncated")
+    if len(completion) > MAX_COMPLETION_CHARS:
+        return [*violations, "too_long"]
     if extraction == "boxed":
         boxes = count_boxed(completion)
         if boxes == 0:
