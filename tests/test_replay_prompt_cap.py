@@ -18,7 +18,7 @@ def _kept(buffer: PromptReplayBuffer) -> list[str]:
 def test_prompt_cap_evicts_the_least_recently_used_prompt():
     buffer = PromptReplayBuffer(capacity_per_prompt=4, max_prompts=2)
     _insert(buffer, 1, "a", "b")
-    with pytest.warns(RuntimeWarning, match="replay.max_prompts=2"):
+    with pytest.warns(RuntimeWarning, match="replay.args.max_prompts=2"):
         _insert(buffer, 2, "c")  # a is the least recently used: evicted
     assert _kept(buffer) == ["b", "c"] and buffer.evicted_prompts == 1
     assert buffer.responses("a") == [] and buffer.num_prompts == 2
@@ -79,11 +79,10 @@ def test_evictions_are_logged_in_replay_metrics():
 
 def test_replay_max_prompts_reaches_the_repo_part():
     from frugalrl.config import ConfigError, load_config
-    from frugalrl.engine.trainer import _replay_args
-    from frugalrl.replay.parts import replay_parts
+    from frugalrl.replay import replay_kinds
 
-    config = load_config("configs/repo.yaml", ["replay.max_prompts=5"])
-    assert replay_parts.get("repo")(seed=0, **_replay_args(config)).buffer.max_prompts == 5
-    assert load_config("configs/repo.yaml").replay.max_prompts == 100_000  # the default cap
-    with pytest.raises(ConfigError, match="replay.max_prompts must be >= 0, got -1"):
-        load_config(overrides=["replay.max_prompts=-1"])
+    config = load_config("configs/repo.yaml", ["replay.args.max_prompts=5"])
+    assert replay_kinds.get("repo")(seed=0, **config.replay.args).buffer.max_prompts == 5
+    assert replay_kinds.get("repo")(seed=0).buffer.max_prompts == 100_000  # the default cap
+    with pytest.raises(ConfigError, match=r"replay.args.max_prompts must be >= 0 \(0: no cap\), got -1"):
+        load_config("configs/repo.yaml", ["replay.args.max_prompts=-1"])

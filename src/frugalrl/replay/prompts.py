@@ -121,9 +121,9 @@ class PromptReplayBuffer:
             return
         if not self.evicted_prompts:
             warnings.warn(
-                f"the RePO buffer holds replay.max_prompts={self.max_prompts} prompts and starts evicting the "
+                f"the RePO buffer holds replay.args.max_prompts={self.max_prompts} prompts and starts evicting the "
                 "least recently used (replay/evicted_prompts counts them); an evicted prompt is not replayed "
-                "when drawn again: raise replay.max_prompts if that happens within an epoch",
+                "when drawn again: raise replay.args.max_prompts if that happens within an epoch",
                 RuntimeWarning,
                 stacklevel=3,
             )

@@ -5,7 +5,8 @@
 
 See ALGORITHMS.md §1. `extract` is pure string work (and the answer extractors), `verify` runs math-verify
 in a worker process, `pool` checks a batch in parallel workers under one deadline, `stats` counts what the
-verifier gave up on, `functions` holds the registered reward functions and LIMR's format rules.
+verifier gave up on, `functions` holds the registered reward functions and LIMR's format rules, `scoring`
+fills a rollout batch's rewards.
 """
 
 from frugalrl.rewards.extract import (
@@ -31,6 +32,7 @@ from frugalrl.rewards.functions import (
     reward_functions,
 )
 from frugalrl.rewards.pool import VerifierPool, default_pool, verify_batch
+from frugalrl.rewards.scoring import score_batch
 from frugalrl.rewards.stats import RewardStats, StepRewardMonitor, record_reward_stats
 from frugalrl.rewards.verify import (
     DEFAULT_TIMEOUT_S,
@@ -70,6 +72,7 @@ __all__ = [
     "parse_number",
     "record_reward_stats",
     "reward_functions",
+    "score_batch",
     "verify_answer",
     "verify_batch",
 ]

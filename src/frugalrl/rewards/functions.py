@@ -234,7 +234,7 @@ def correctness_reward(
     return [1.0 if v is Verdict.CORRECT else 0.0 for v in verdicts]
 
 
-@reward_functions.register("correctness_pm1")
+@reward_functions.register("correctness_pm1", provides=("signed_rewards",))
 def correctness_pm1_reward(
     completions: list[str],
     answers: list[str],
@@ -256,7 +256,7 @@ def correctness_pm1_reward(
     return [1.0 if v is Verdict.CORRECT else -1.0 for v in verdicts]
 
 
-@reward_functions.register("limr")
+@reward_functions.register("limr", provides=("signed_rewards",))
 def limr_reward(
     completions: list[str],
     answers: list[str],

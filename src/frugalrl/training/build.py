@@ -1,17 +1,18 @@
-"""Building the pieces a run needs from its config: device, model path, problems, optimiser, schedule."""
+"""Building what a run needs from its config: device, model path, policy and backend, optimiser and schedule,
+the update's and the critic's settings. Each setting is read from the config here and nowhere else."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
-from frugalrl.config import Config, DataConfig, TrainerConfig
-from frugalrl.data import make_problems, make_prompt_formatter
+from frugalrl.config import Config, TrainerConfig
+from frugalrl.data import make_prompt_formatter
+from frugalrl.engine.critic import CriticPart, CriticSettings, critics
 from frugalrl.engine.policy import Policy, load_policy
 from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
-from frugalrl.types import Problem
+from frugalrl.engine.update import UpdateSettings
 
 
 def resolve_device(device: str) -> str:
@@ -29,50 +30,6 @@ def resolve_model_path(path: str) -> str:
 
         return str(ensure_base())
     return path
-
-
-def load_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
-    """(training problems, held-out problems) for the configured source."""
-    if cfg.source == "arithmetic":
-        levels = list(cfg.levels) if cfg.levels else None
-        train = make_problems(cfg.train_size, seed=cfg.seed, levels=levels, split="train")
-        held_out = make_problems(cfg.eval_size, seed=cfg.seed, levels=levels, split="test")
-        return train, held_out
-    if cfg.source == "reasoning_gym":
-        from frugalrl.data.reasoning_gym import load_reasoning_gym
-
-        # One procedural draw, the first eval_size problems held out (reward: algo.reward=reasoning_gym_strict).
-        problems = load_reasoning_gym(cfg.path, size=cfg.train_size + cfg.eval_size, seed=cfg.seed)
-        return problems[cfg.eval_size :], problems[: cfg.eval_size]
-    return _file_problems(cfg)
-
-
-def _file_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
-    """A file or Hub dataset. Held-out problems come from `eval_path`, else from the Hub dataset's
-    `eval_split`, else (a single local file) from `eval_size` rows set aside with `data.seed`."""
-    from frugalrl.data.files import load_problems as load_file
-
-    options = dict(
-        question_column=cfg.question_column,
-        answer_column=cfg.answer_column,
-        id_column=cfg.id_column,
-        level_column=cfg.level_column,
-        answer_format=cfg.answer_format,
-        on_bad_answer=cfg.on_bad_answer,
-        subset=cfg.subset,
-    )
-    if cfg.eval_path or not Path(cfg.path).exists():
-        train = load_file(cfg.path, split=cfg.split, **options)
-        held_out = load_file(cfg.eval_path or cfg.path, split=cfg.eval_split, **options)
-    else:
-        rows = load_file(cfg.path, split=cfg.split, shuffle_seed=cfg.seed, **options)
-        if len(rows) <= cfg.eval_size:
-            raise ValueError(
-                f"{cfg.path} has {len(rows)} usable rows, too few to set aside data.eval_size={cfg.eval_size} "
-                "held-out problems; lower data.eval_size or set data.eval_path"
-            )
-        held_out, train = rows[: cfg.eval_size], rows[cfg.eval_size :]
-    return train[: cfg.train_size or None], held_out[: cfg.eval_size]
 
 
 def build_optimizer(
@@ -115,3 +72,38 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         token_budget=config.rollout.token_budget,
     )
     return policy, backend
+
+
+def update_settings(cfg: Config) -> UpdateSettings:
+    """The policy update's settings."""
+    return UpdateSettings(
+        loss=cfg.algo.loss,
+        loss_args=dict(cfg.algo.loss_args),
+        agg=cfg.algo.agg,
+        temperature=cfg.rollout.temperature,
+        epochs=cfg.trainer.epochs,
+        mini_batches=cfg.trainer.mini_batches,
+        micro_batch_size=cfg.trainer.micro_batch_size,
+        grad_clip=cfg.trainer.grad_clip,
+        kl_coef=cfg.algo.kl_loss_coef,
+        kl_estimator=cfg.algo.kl_estimator,
+        entropy_coef=cfg.algo.entropy_coef,
+    )
+
+
+def build_critic(cfg: Config) -> CriticPart:
+    """The configured critic (`critic.kind`); a value model starts from the policy's initial weights."""
+    settings = CriticSettings(
+        lr=cfg.critic.lr,
+        value_clip=cfg.critic.value_clip,
+        epochs=cfg.critic.epochs,
+        mini_batches=cfg.critic.mini_batches,
+        micro_batch_size=cfg.trainer.micro_batch_size,
+        grad_clip=cfg.trainer.grad_clip,
+        kl_in_reward=cfg.algo.kl_reward_coef,
+        temperature=cfg.rollout.temperature,
+        betas=(cfg.trainer.betas[0], cfg.trainer.betas[1]),
+    )
+    return critics.get(cfg.critic.kind)(
+        resolve_model_path(cfg.model.path), settings, device=resolve_device(cfg.run.device), dtype=cfg.model.dtype
+    )
