@@ -23,7 +23,7 @@ from frugalrl.algos.losses import LOSS_INPUTS
 from frugalrl.data import DEFAULT_SYSTEM_PROMPT, data_sources, prompt_templates
 from frugalrl.engine.critic import critics
 from frugalrl.engine.rollout import rollout_backends
-from frugalrl.registry import Registry, check_args
+from frugalrl.registry import Registry, check_args, describe_args
 from frugalrl.replay import replay_kinds
 from frugalrl.rewards import answer_extractors, make_reward_function, reward_functions
 from frugalrl.selection import group_filters, selectors
@@ -421,6 +421,23 @@ def check_parts(cfg: Config) -> None:
             "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
             f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
         )
+
+
+def describe_parts() -> list[tuple[str, str, str]]:
+    """(args key, part name, 'arg=default  help' ...) for every registered part that takes arguments, for --help."""
+    rows = []
+    for args_key, registry, inputs in (
+        ("algo.advantage_args", advantage_estimators, ()),
+        ("algo.loss_args", policy_losses, LOSS_INPUTS),
+        ("select.selector_args", selectors, ()),
+        ("replay.args", replay_kinds, ()),
+    ):
+        for name in registry.names():
+            args = describe_args(registry.get(name), inputs=inputs)
+            if args:
+                listed = ", ".join(f"{arg}={default!r}" for arg, default, _ in args)
+                rows.append((args_key, name, listed))
+    return rows
 
 
 def _providers_hint(parts: list[Part], capability: str) -> str:

@@ -24,10 +24,12 @@ DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.ev
 
 
 def _config_help() -> str:
-    from frugalrl.config import describe
+    from frugalrl.config import describe, describe_parts
 
     lines = ["config keys (set in the YAML recipe or as section.key=value):"]
     lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in describe()]
+    lines += ["", "arguments of each part (e.g. replay.args={capacity: 64}):"]
+    lines += [f"  {key} of {name}: {args}" for key, name, args in describe_parts()]
     return "\n".join(lines)
 
 
