@@ -36,9 +36,7 @@ from frugalrl.types import Problem
 #   B: 0.25 + 0.25 + 0.25 = 0.75          → s = 1 − 0.75/0.5625 = −1/3 (below 0: scores are unbounded below)
 #   C: 0.25 + 0.25 + 0.0625 = 0.5625      → s = 0 (always solved)
 #   D: 0.0625 + 0 + 0.0625 = 0.125        → s = 1 − 0.125/0.5625 = 7/9
-WORKED = torch.tensor(
-    [[0.25, 0.5, 0.75], [0.0, 0.0, 0.25], [1.0, 1.0, 1.0], [0.75, 0.5, 1.0]], dtype=torch.float64
-)
+WORKED = torch.tensor([[0.25, 0.5, 0.75], [0.0, 0.0, 0.25], [1.0, 1.0, 1.0], [0.75, 0.5, 1.0]], dtype=torch.float64)
 
 
 def test_worked_example_scores():
