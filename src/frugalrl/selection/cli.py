@@ -178,15 +178,15 @@ def _limr_run(run: Path) -> tuple[list[Problem], list[Problem], int]:
     return train, held_out, math.ceil(len(train) / config.trainer.prompts_per_step)
 
 
-def run_limr_selection(args: argparse.Namespace) -> str:
-    """Select, write the files into `args.out`, and return a one-paragraph summary."""
+def _limr_table(
+    runs: list[Path], epoch_steps: int | None
+) -> tuple[dict[str, Problem], list[Problem], int, dict[str, list[float | None]]]:
+    """(the pool by id, the first run's held-out problems, steps per epoch, each pool prompt's accuracy per
+    epoch with None where it was not sampled) of the runs."""
     from frugalrl.selection import limr
-    from frugalrl.selection.limr_output import plot_trajectories, write_json, write_problems
 
-    runs = [Path(r) for r in args.runs]
     pool: dict[str, Problem] = {}
     held_out: list[Problem] = []
-    epoch_steps = args.epoch_steps
     per_run = []
     for run in runs:
         train, run_held_out, pool_steps = _limr_run(run)
@@ -203,9 +203,19 @@ def run_limr_selection(args: argparse.Namespace) -> str:
             )
         per_run.append(counts)
     table = limr.accuracy_table(per_run)
-    epochs = len(next(iter(table.values())))
+    epochs = min(len(counts) for counts in per_run)
     for pid in pool:  # never sampled: all gaps, reported as dropped
         table.setdefault(pid, [None] * epochs)
+    return pool, held_out, epoch_steps, table
+
+
+def run_limr_selection(args: argparse.Namespace) -> str:
+    """Select, write the files into `args.out`, and return a one-paragraph summary."""
+    from frugalrl.selection import limr
+    from frugalrl.selection.limr_output import plot_trajectories, write_json, write_problems
+
+    runs = [Path(r) for r in args.runs]
+    pool, held_out, epoch_steps, table = _limr_table(runs, args.epoch_steps)
     traj = limr.fill_gaps(table)
     reference = limr.mean_curve(traj.accuracy)
     line = limr.linear_curve(reference)
@@ -251,7 +261,14 @@ def run_limr_selection(args: argparse.Namespace) -> str:
         linear=line if args.method == "linear" else None,
         title=f"{args.method}: {len(chosen)} of {len(pool)} prompts, epochs of {epoch_steps} steps",
     )
-    rule = f"s >= {threshold}" if threshold is not None else f"count {len(chosen)}"
+    if args.method == "full":
+        rule = "the whole pool"
+    elif threshold is not None:
+        rule = f"{args.method} score >= {threshold}"
+    elif args.method == "rand":
+        rule = f"uniform, seed {args.seed}"
+    else:
+        rule = f"the {len(chosen)} highest {args.method} scores"
     return (
         f"{args.method}: selected {len(chosen)} of {len(pool)} prompts ({rule}) from {traj.epochs} epochs of "
         f"{epoch_steps} steps; {traj.filled} gaps filled from the next epoch, {len(traj.dropped)} prompts dropped "
