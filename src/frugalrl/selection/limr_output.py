@@ -60,8 +60,9 @@ def plot_trajectories(
     linear: torch.Tensor | None = None,
     title: str = "",
 ) -> None:
-    """The learning trajectories: every unselected prompt in grey, the selected ones in colour, the mean
-    curve (and LINEAR's reference line, if given) on top. accuracy: [P, K]; reference, linear: [K]."""
+    """The learning trajectories: every unselected prompt in grey, the selected ones in blue, the mean
+    curve, the means of both groups (dotted) and LINEAR's reference line (if given) on top.
+    accuracy: [P, K]; reference, linear: [K]."""
     import numpy as np
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -79,6 +80,10 @@ def plot_trajectories(
     for row in rows[chosen]:
         ax.plot(epochs, row, color="tab:blue", alpha=min(1.0, 2 * alpha), linewidth=0.7)
     ax.plot(epochs, reference.numpy(), color="black", linewidth=2.5, label="mean over prompts r̄")
+    for mask, color, name in ((chosen, "tab:blue", "selected"), (~chosen, "0.35", "not selected")):
+        if mask.any():
+            mean = accuracy.numpy()[mask].mean(axis=0)
+            ax.plot(epochs, mean, color=color, linewidth=2, linestyle=":", label=f"mean of the {name}")
     if linear is not None:
         ax.plot(epochs, linear.numpy(), color="tab:orange", linewidth=2, linestyle="--", label="LINEAR reference")
     ax.plot([], [], color="tab:blue", label=f"selected ({int(chosen.sum())})")
