@@ -5,13 +5,13 @@
 #      8 epochs of 16 steps, recording every prompt's accuracy per epoch in stats.sqlite;
 #   2. the selections: LIMR (s >= 0.6), LINEAR (s against the straight line >= 0.7, the paper's θ), RAND
 #      (as many prompts as LIMR, seed 0) and FULL (the whole pool), each a data file plus the held-out set;
-#   3. training on each selection from the same shipped base for the same number of steps (36 steps of
-#      32 prompts × 8), three seeds, evaluated every 12 steps on the collection run's 300 held-out problems
+#   3. training on each selection from the same shipped base for the same number of steps (30 steps of
+#      32 prompts × 8), three seeds, evaluated every 10 steps on the collection run's 300 held-out problems
 #      (avg@4 and greedy).
 # Runs are sequential; on a shared machine pin the process to one core (`taskset -c 0`): run.threads=1.
 set -euo pipefail
 out=${1:-benchmarks/results/limr}
-steps=${LIMR_STEPS:-36}
+steps=${LIMR_STEPS:-30}
 sel="$out/selection"
 if [ ! -f "$out/collect/report.md" ]; then
     frugalrl train configs/limr_collect.yaml run.dir="$out/collect" run.threads=1 run.progress=false
@@ -31,5 +31,5 @@ frugalrl bench \
     --recipe rand=configs/limr_train.yaml:data.path="$sel/rand/train.jsonl" \
     --recipe linear=configs/limr_train.yaml:data.path="$sel/linear/train.jsonl" \
     --baseline full --seeds 0 1 2 --budget steps="$steps" --out "$out" \
-    -- run.threads=1 run.progress=false data.eval_path="$sel/full/eval.jsonl" eval.every=12 \
+    -- run.threads=1 run.progress=false data.eval_path="$sel/full/eval.jsonl" eval.every=10 \
        eval.num_problems=300 eval.k=4
