@@ -131,7 +131,8 @@ def add_limr_parser(sub: argparse._SubParsersAction) -> None:
     limr.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (config.yaml + stats.sqlite)")
     limr.add_argument("--out", required=True, help="directory to write the subset, scores and plot into")
     limr.add_argument("--method", choices=LIMR_METHODS, default="limr", help="selection rule (default: limr)")
-    limr.add_argument(
+    amount = limr.add_mutually_exclusive_group()
+    amount.add_argument(
         "--threshold", type=float, help="keep scores >= this (default: 0.6 for limr, 0.7 for linear, as the paper)"
     )
     limr.add_argument(
@@ -139,7 +140,7 @@ def add_limr_parser(sub: argparse._SubParsersAction) -> None:
         type=int,
         help="steps per epoch (default: the steps that cover the first run's training pool once)",
     )
-    limr.add_argument(
+    amount.add_argument(
         "--count",
         type=int,
         help="select this many prompts: the highest scores (limr, linear) or a uniform draw (rand); "
