@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,10 +24,12 @@ DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.ev
 
 
 def _config_help() -> str:
-    from frugalrl.config import describe
+    from frugalrl.config import describe, describe_parts
 
     lines = ["config keys (set in the YAML recipe or as section.key=value):"]
     lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in describe()]
+    lines += ["", "arguments of each part (e.g. replay.args={capacity: 64}):"]
+    lines += [f"  {key} of {name}: {args}" for key, name, args in describe_parts()]
     return "\n".join(lines)
 
 
@@ -51,7 +52,7 @@ def _load(items: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from frugalrl.engine.trainer import train
+    from frugalrl.training.trainer import train
 
     config = _load(args.config)
     try:
@@ -79,7 +80,7 @@ def resolve_eval_model(model: str) -> tuple[str, Path | None]:
 def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
-    from frugalrl.engine.evaluation import evaluate_model
+    from frugalrl.training.evaluation import evaluate_model
 
     model, run_config = resolve_eval_model(args.model)
     items = list(args.config)
@@ -103,9 +104,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_testbed_build(args: argparse.Namespace) -> None:
     from frugalrl.testbed import build_base
     from frugalrl.testbed.base import SHIPPED_BASE
-    from frugalrl.testbed.recipe import Recipe
+    from frugalrl.testbed.base_spec import BaseSpec
 
-    recipe = Recipe()
+    recipe = BaseSpec()
     out = Path(args.out) if args.out else None
     if args.shipped:
         out = SHIPPED_BASE
@@ -115,8 +116,8 @@ def cmd_testbed_build(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The default GRPO recipe on the testbed for four minutes of training, evaluated before and after."""
-    from frugalrl.engine.trainer import train
     from frugalrl.testbed import ensure_base
+    from frugalrl.training.trainer import train
 
     console.print("[bold]frugalrl demo[/]: GRPO on the built-in arithmetic testbed (CPU, about six minutes)")
     ensure_base()
@@ -178,8 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the build")
     build_p.set_defaults(func=cmd_testbed_build)
 
-    from frugalrl.bench.cli import add_arguments as add_bench_arguments
-    from frugalrl.bench.cli import cmd_bench
+    from frugalrl.cli.bench import add_arguments as add_bench_arguments
+    from frugalrl.cli.bench import cmd_bench
 
     bench_p = sub.add_parser(
         "bench", help="compare recipes over seeds on a budget (sample-efficiency benchmark)", formatter_class=fmt
@@ -187,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench_p)
     bench_p.set_defaults(func=cmd_bench)
 
-    from frugalrl.selection.cli import add_arguments as add_selection_arguments
+    from frugalrl.cli.selection import add_arguments as add_selection_arguments
 
     selection_p = sub.add_parser("selection", help="offline tools of the online selectors (DOTS predictor)")
     add_selection_arguments(selection_p)
@@ -207,7 +208,3 @@ def main(argv: list[str] | None = None) -> None:
     hf_logging.disable_progress_bar()  # weight loading bars would interleave with the run display
     args = build_parser().parse_args(argv)
     args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
