@@ -8,9 +8,8 @@ import torch
 
 from frugalrl.cli import main
 from frugalrl.config import load_config
+from frugalrl.data import problems_of
 from frugalrl.data.arithmetic import make_problems
-from frugalrl.engine.setup import load_problems
-from frugalrl.engine.trainer import Trainer
 from frugalrl.selection.limr import (
     LimrInputError,
     accuracy_table,
@@ -26,6 +25,7 @@ from frugalrl.selection.limr import (
 from frugalrl.selection.limr_output import problem_row, write_problems
 from frugalrl.tracking import StatsStore
 from frugalrl.tracking.stats import PromptStat
+from frugalrl.training.trainer import Trainer
 from frugalrl.types import Problem
 
 # Worked example, 4 prompts × 3 epochs:
@@ -149,9 +149,9 @@ def test_data_file_reads_back_the_same_problems(tmp_path):
     path = tmp_path / "subset.jsonl"
     write_problems(path, problems[:6])
     config = load_config(None, ["data.source=file", f"data.path={path}", f"data.eval_path={path}"])
-    assert load_problems(config.data)[0] == problems[:6]
+    assert problems_of(config.data)[0] == problems[:6]
     write_problems(path, problems[6:])
-    assert load_problems(config.data)[0] == problems[6:]  # no level column: None; fields kept
+    assert problems_of(config.data)[0] == problems[6:]  # no level column: None; fields kept
 
 
 # --- the CLI on a tiny run -------------------------------------------------------------------------------
@@ -206,11 +206,11 @@ def test_cli_writes_a_subset_that_data_source_file_reads(tiny_run, tmp_path, cap
     assert chosen and scores["selected"] == len(chosen)
 
     run_config = load_config(tiny_run / "config.yaml")
-    pool, held_out = load_problems(run_config.data)
+    pool, held_out = problems_of(run_config.data)
     subset = load_config(
         None, ["data.source=file", f"data.path={out / 'train.jsonl'}", f"data.eval_path={out / 'eval.jsonl'}"]
     )
-    train, evaluated = load_problems(subset.data)
+    train, evaluated = problems_of(subset.data)
     assert train == [p for p in pool if p.id in chosen]  # ids, questions, answers, levels and fields kept
     assert evaluated == held_out
     assert (out / "trajectories.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -219,7 +219,7 @@ def test_cli_writes_a_subset_that_data_source_file_reads(tiny_run, tmp_path, cap
 def test_cli_baselines_rand_linear_full(tiny_run, tmp_path, capsys):
     _limr_cli(capsys, tiny_run, "--out", tmp_path / "rand", "--method", "rand", "--count", "5", "--seed", "1")
     rand = [json.loads(line)["id"] for line in (tmp_path / "rand/train.jsonl").read_text().splitlines()]
-    pool = [p.id for p in load_problems(load_config(tiny_run / "config.yaml").data)[0]]
+    pool = [p.id for p in problems_of(load_config(tiny_run / "config.yaml").data)[0]]
     assert sorted(rand) == select_random(pool, 5, seed=1)
     _limr_cli(capsys, tiny_run, "--out", tmp_path / "lin", "--method", "linear", "--count", "3")
     linear = json.loads((tmp_path / "lin/scores.json").read_text())["prompts"]

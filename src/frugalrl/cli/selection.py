@@ -12,12 +12,16 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from frugalrl.selection.trained_predictor import PassRateTask
 from frugalrl.tracking.stats import StatsStore
 from frugalrl.types import Problem
+
+if TYPE_CHECKING:
+    from frugalrl.selection.limr import Trajectories
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -169,14 +173,14 @@ def _limr_run(run: Path) -> tuple[list[Problem], list[Problem], int]:
     its saved config: stats.sqlite stores prompt ids only, and the data source regenerates (arithmetic,
     reasoning_gym) or re-reads (file) the same problems deterministically."""
     from frugalrl.config import load_config
-    from frugalrl.engine.setup import load_problems
+    from frugalrl.data import problems_of
     from frugalrl.selection.limr import LimrInputError
 
     for name in ("config.yaml", "stats.sqlite"):
         if not (run / name).is_file():
             raise LimrInputError(f"{run} has no {name}: give the directory of a frugalrl training run")
     config = load_config(run / "config.yaml")
-    train, held_out = load_problems(config.data)
+    train, held_out = problems_of(config.data)
     return train, held_out, math.ceil(len(train) / config.trainer.prompts_per_step)
 
 
@@ -227,34 +231,9 @@ def run_limr_selection(args: argparse.Namespace) -> str:
     write_problems(out / "train.jsonl", [pool[pid] for pid in pool if pid in chosen])
     write_problems(out / "eval.jsonl", held_out)
     selected = [pid in chosen for pid in traj.prompt_ids]
-    write_json(
-        out / "scores.json",
-        {
-            "method": args.method,
-            "threshold": threshold,
-            "count": args.count,
-            "seed": args.seed,
-            "runs": [str(r) for r in runs],
-            "epoch_steps": epoch_steps,
-            "epochs": traj.epochs,
-            "pool": len(pool),
-            "selected": len(chosen),
-            "gaps_filled": traj.filled,
-            "dropped": traj.dropped,
-            "reference": reference.tolist(),
-            "linear_reference": line.tolist(),
-            "prompts": {
-                pid: {
-                    "score": scores["limr"][i].item(),
-                    "linear_score": scores["linear"][i].item(),
-                    "trajectory": traj.accuracy[i].tolist(),
-                    "level": pool[pid].level,
-                    "selected": selected[i],
-                }
-                for i, pid in enumerate(traj.prompt_ids)
-            },
-        },
-    )
+    curves = {"limr": reference, "linear": line}
+    summary = _limr_scores_json(args, runs, pool, epoch_steps, traj, curves, scores, chosen, threshold)
+    write_json(out / "scores.json", summary)
     plot_trajectories(
         out / "trajectories.png",
         traj.accuracy,
@@ -263,14 +242,7 @@ def run_limr_selection(args: argparse.Namespace) -> str:
         linear=line if args.method == "linear" else None,
         title=f"{args.method}: {len(chosen)} of {len(pool)} prompts, epochs of {epoch_steps} steps",
     )
-    if args.method == "full":
-        rule = "the whole pool"
-    elif threshold is not None:
-        rule = f"{args.method} score >= {threshold}"
-    elif args.method == "rand":
-        rule = f"uniform, seed {args.seed}"
-    else:
-        rule = f"the {len(chosen)} highest {args.method} scores"
+    rule = _limr_rule(args, threshold, len(chosen))
     return (
         f"{args.method}: selected {len(chosen)} of {len(pool)} prompts ({rule}) from {traj.epochs} epochs of "
         f"{epoch_steps} steps; {traj.filled} gaps filled from the next epoch, {len(traj.dropped)} prompts dropped "
@@ -278,8 +250,57 @@ def run_limr_selection(args: argparse.Namespace) -> str:
     )
 
 
+def _limr_rule(args: argparse.Namespace, threshold: float | None, count: int) -> str:
+    if args.method == "full":
+        return "the whole pool"
+    if threshold is not None:
+        return f"{args.method} score >= {threshold}"
+    if args.method == "rand":
+        return f"uniform, seed {args.seed}"
+    return f"the {count} highest {args.method} scores"
+
+
+def _limr_scores_json(
+    args: argparse.Namespace,
+    runs: list[Path],
+    pool: dict[str, Problem],
+    epoch_steps: int,
+    traj: Trajectories,
+    curves: dict[str, torch.Tensor],
+    scores: dict[str, torch.Tensor],
+    chosen: set[str],
+    threshold: float | None,
+) -> dict[str, Any]:
+    """scores.json: the selection's settings and reference curves, and per prompt its scores and trajectory."""
+    return {
+        "method": args.method,
+        "threshold": threshold,
+        "count": args.count,
+        "seed": args.seed,
+        "runs": [str(r) for r in runs],
+        "epoch_steps": epoch_steps,
+        "epochs": traj.epochs,
+        "pool": len(pool),
+        "selected": len(chosen),
+        "gaps_filled": traj.filled,
+        "dropped": traj.dropped,
+        "reference": curves["limr"].tolist(),
+        "linear_reference": curves["linear"].tolist(),
+        "prompts": {
+            pid: {
+                "score": scores["limr"][i].item(),
+                "linear_score": scores["linear"][i].item(),
+                "trajectory": traj.accuracy[i].tolist(),
+                "level": pool[pid].level,
+                "selected": pid in chosen,
+            }
+            for i, pid in enumerate(traj.prompt_ids)
+        },
+    }
+
+
 def _limr_choose(
-    args: argparse.Namespace, traj, scores: dict[str, torch.Tensor], *, pool_ids: list[str]
+    args: argparse.Namespace, traj: Trajectories, scores: dict[str, torch.Tensor], *, pool_ids: list[str]
 ) -> tuple[set[str], float | None]:
     """The chosen prompt ids and the threshold used (None when a count decides)."""
     from frugalrl.selection import limr
