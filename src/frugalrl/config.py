@@ -37,9 +37,31 @@ class RunConfig:
 
 
 @dataclass
+class LoraConfig:
+    r: int = _f(0, "LoRA rank: train low-rank adapters only, the base frozen and the KL reference (0: off)")
+    alpha: float = _f(16.0, "LoRA scale numerator: the adapter's update is scaled by alpha / r")
+    dropout: float = _f(0.0, "dropout on the adapters' input (inactive: the policy trains in eval mode)")
+    target_modules: list[str] = _f(["all-linear"], "module names to adapt, or all-linear (all but the output head)")
+
+    def __post_init__(self) -> None:
+        _check_min("model.lora.r", self.r, 0)
+        if self.r and (self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules):
+            raise ValueError(
+                "model.lora needs alpha > 0, dropout in [0, 1) and at least one target module, got "
+                f"alpha={self.alpha}, dropout={self.dropout}, target_modules={list(self.target_modules)}"
+            )
+        if self.r:
+            from frugalrl.engine.lora import PEFT_HINT, peft_available
+
+            if not peft_available():
+                raise ValueError(f"model.lora.r={self.r} needs the peft package, which is not installed: {PEFT_HINT}")
+
+
+@dataclass
 class ModelConfig:
     path: str = _f("testbed", "'testbed' for the built-in base model, else a local directory or Hub name")
     dtype: str = _f("float32", "weights dtype: float32, bfloat16 or float16")
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
@@ -226,6 +248,7 @@ class TrainerConfig:
     betas: list[float] = _f([0.9, 0.99], "AdamW betas")
     grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
     checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)")
+    packing: bool = _f(False, "the update's forwards pack sequences without padding (padded if the model can't)")
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "ppo_epochs", "mini_batches"):

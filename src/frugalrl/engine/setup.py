@@ -106,6 +106,10 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
     )
     policy.model.eval()
+    if config.model.lora.r:
+        from frugalrl.engine.lora import add_lora
+
+        policy = add_lora(policy, config.model.lora)
     backend = rollout_backends.get(config.rollout.backend)(
         policy.model,
         policy.tokenizer,

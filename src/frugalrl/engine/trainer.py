@@ -9,7 +9,6 @@ replay kind, advantage estimator, policy loss): the loop itself never branches o
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 import warnings
@@ -27,6 +26,7 @@ from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from frugalrl.engine.critic import Critic, CriticSettings, ValueModel
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.evaluation import held_out_metrics, protocol_of
+from frugalrl.engine.lora import reference_model
 from frugalrl.engine.rollout import SamplingParams
 from frugalrl.engine.setup import (
     build_optimizer,
@@ -76,7 +76,7 @@ class Trainer:
         self.run_dir = RunDir(cfg.run_dir)
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
-        self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
+        self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
         self.train_set, self.eval_set = load_problems(cfg.data)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
@@ -106,6 +106,7 @@ class Trainer:
             entropy_coef=cfg.algo.entropy_coef,
             replayed_ratio=self.replay.replayed_ratio,
             replayed_weight=self.replay.replayed_weight,
+            packing=cfg.trainer.packing,
         )
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
@@ -371,12 +372,6 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    ref = copy.deepcopy(model).eval()
-    ref.requires_grad_(False)
-    return ref
 
 
 def train(config: Config, *, resume: bool = False) -> Path:
