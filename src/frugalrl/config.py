@@ -100,17 +100,32 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = _f("hf", "generation backend: hf (transformers generate) or compact (finished rows leave the batch)")
+    backend: str = _f(
+        "hf", "generation backend: hf (transformers generate), compact (finished rows leave the batch) or vllm"
+    )
     group_size: int = _f(8, "G, responses sampled per prompt")
     temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(64, "maximum response length in tokens")
     token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)")
+    vllm: dict[str, Any] = _f(
+        {}, "backend=vllm: options of vllm.LLM (gpu_memory_utilization, max_model_len, ...) and sleep (bool)"
+    )
+    tis_cap: float = _f(
+        0.0, "backend=vllm: truncated importance weight min(π/π_engine, cap) on each token's loss (0: off)"
+    )
 
     def __post_init__(self) -> None:
         from frugalrl.engine.rollout import rollout_backends
 
         rollout_backends.get(self.backend)
+        if self.backend == "vllm":
+            from frugalrl.engine.vllm_backend import VLLM_HINT, vllm_available
+
+            if not vllm_available():
+                raise ValueError(f"rollout.backend=vllm needs the vllm package, which is not installed: {VLLM_HINT}")
+        if self.tis_cap and self.tis_cap < 1:
+            raise ValueError(f"rollout.tis_cap must be 0 (off) or >= 1, got {self.tis_cap}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)

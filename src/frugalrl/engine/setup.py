@@ -110,10 +110,7 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         from frugalrl.engine.lora import add_lora
 
         policy = add_lora(policy, config.model.lora)
-    backend = rollout_backends.get(config.rollout.backend)(
-        policy.model,
-        policy.tokenizer,
-        format_prompt=prompt_templates.get(config.data.template),
-        token_budget=config.rollout.token_budget,
+    backend = rollout_backends.get(config.rollout.backend).from_config(
+        policy, config, format_prompt=prompt_templates.get(config.data.template)
     )
     return policy, backend

@@ -169,14 +169,18 @@ class Trainer:
                 inputs, old_values, critic_metrics = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
         adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
+        advantages = _engine_corrected(adv.advantages[adv.keep], train_batch, cfg.rollout.tis_cap)
         with _timed(timings, "time/update"):
+            self.backend.before_update()  # vllm: the engine frees its memory for the update
             update_metrics = policy_update(
-                self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
+                self.policy.model, self.optimizer, train_batch, advantages, self.update_settings,
                 ref_model=self.ref_model, is_off=is_off[adv.keep],
             )  # fmt: skip
             if self.critic is not None:
                 update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
                 update_metrics |= critic_metrics
+        with _timed(timings, "time/weight_sync"):
+            self.backend.after_update()  # vllm: the engine receives the updated weights; hf, compact: nothing
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
@@ -306,6 +310,7 @@ class Trainer:
                 f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
             )
         loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        self.backend.after_update()  # an engine with its own weights (vllm) gets the checkpoint's
         self.selector.load_state_dict(loop["selector"])
         if self.critic is not None:
             self.critic.load_state_dict(loop["critic"])
@@ -366,6 +371,16 @@ def _build_critic(cfg: Config) -> Critic:
         betas=(cfg.trainer.betas[0], cfg.trainer.betas[1]),
     )
     return Critic(model, settings)
+
+
+def _engine_corrected(advantages: Tensor, batch: RolloutBatch, cap: float) -> Tensor:
+    """`advantages` weighted per token by min(π/π_engine, cap) (rollout.tis_cap) when another engine sampled
+    the batch; unchanged when the cap is 0 or the training model sampled it."""
+    if not cap or batch.engine_logp is None:
+        return advantages
+    from frugalrl.algos.mismatch import truncated_is_advantages
+
+    return truncated_is_advantages(advantages, batch.behaviour_logp, batch.engine_logp, batch.response_mask, cap)
 
 
 def _seed_everything(seed: int) -> None:
