@@ -38,7 +38,7 @@ class RunConfig:
 
 @dataclass
 class LoraConfig:
-    r: int = _f(0, "LoRA rank: train low-rank adapters only, the base frozen and the KL reference (0: off)")
+    r: int = _f(0, "LoRA rank (0: off): train low-rank adapters only; the frozen base is also the KL reference")
     alpha: float = _f(16.0, "LoRA scale numerator: the adapter's update is scaled by alpha / r")
     dropout: float = _f(0.0, "dropout on the adapters' input (inactive: the policy trains in eval mode)")
     target_modules: list[str] = _f(["all-linear"], "module names to adapt, or all-linear (all but the output head)")

@@ -105,7 +105,13 @@ class VLLMBackend(HFGenerateBackend):
             "max_num_batched_tokens": token_budget,
             **options,
         }
-        self.llm = vllm.LLM(**{k: v for k, v in engine_args.items() if v is not None})
+        set_num_threads = torch.set_num_threads
+        try:
+            self.llm = vllm.LLM(**{k: v for k, v in engine_args.items() if v is not None})
+        finally:
+            # vLLM's CPU worker replaces torch.set_num_threads by a no-op for the whole process: in-process,
+            # that would silently pin the trainer's thread count too (run.threads), so it is put back.
+            torch.set_num_threads = set_num_threads
         self._vllm = vllm
         self.pushes = 0
         self.timings: dict[str, float] = {}  # the last generate's seconds: engine, trainer_logp
