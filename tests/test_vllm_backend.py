@@ -63,6 +63,21 @@ def test_sampled_logprobs_match_the_trainer_at_temperature_one(policy_and_backen
     torch.testing.assert_close(corrected, adv[:, None].expand_as(corrected), atol=1e-3, rtol=1e-3)
 
 
+def test_without_trainer_logprobs_the_engine_logprobs_stand_in_for_mu(policy_and_backend):
+    _, backend = policy_and_backend
+    params = SamplingParams(n=2, temperature=1.0, max_new_tokens=16)
+    torch.manual_seed(3)
+    full = backend.generate(PROBLEMS[:3], params)
+    backend.trainer_logp = False
+    try:
+        torch.manual_seed(3)
+        fast = backend.generate(PROBLEMS[:3], params)
+    finally:
+        backend.trainer_logp = True
+    assert fast.completions == full.completions and fast.engine_logp is None
+    assert torch.equal(fast.behaviour_logp, full.engine_logp)
+
+
 def test_samples_are_reproducible_from_the_global_seed(policy_and_backend):
     _, backend = policy_and_backend
     params = SamplingParams(n=3, temperature=1.0, max_new_tokens=16)

