@@ -27,8 +27,8 @@ def main() -> None:
     from frugalrl.data import make_problems, plain_prompt
     from frugalrl.engine.policy import load_policy, pack_rows, response_logprobs
     from frugalrl.engine.rollout import CompactSamplingBackend, SamplingParams
-    from frugalrl.engine.setup import resolve_model_path
     from frugalrl.engine.update import _by_length, micro_chunks
+    from frugalrl.training.build import resolve_model_path
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

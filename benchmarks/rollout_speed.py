@@ -39,8 +39,8 @@ def main() -> None:
     from frugalrl.data import make_problems, plain_prompt
     from frugalrl.engine.policy import load_policy
     from frugalrl.engine.rollout import SamplingParams, rollout_backends
-    from frugalrl.engine.setup import resolve_model_path
     from frugalrl.engine.vllm_backend import vllm_available
+    from frugalrl.training.build import resolve_model_path
 
     torch.set_num_threads(args.threads)
     policy = load_policy(resolve_model_path(args.model), device=args.device)

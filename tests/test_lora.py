@@ -123,8 +123,8 @@ def test_lora_run_with_kl_resumes_exactly_and_exports_merged_weights(tmp_path):
 
     from frugalrl.cli import main
     from frugalrl.engine.checkpoint import MODEL_DIR
-    from frugalrl.engine.trainer import Trainer
     from frugalrl.tracking import RunDir, read_metrics
+    from frugalrl.training.trainer import Trainer
 
     extra = ["trainer.max_steps=3", "trainer.checkpoint_every=1", "eval.every=0", "algo.kl_coef=0.05"]
     whole = Trainer(_tiny(tmp_path, "whole", *extra))

@@ -12,13 +12,12 @@ the samples, so replay methods get them without an extra pass.
   weights: the trainer calls `before_update` / `after_update` around each optimiser update so the engine
   frees its memory and then receives the new weights (both are no-ops for `hf` and `compact`).
 
-A backend is built by `Backend.from_config(policy, config, format_prompt=...)`.
+A backend is built by `Backend.build(policy, format_prompt=..., token_budget=..., seed=..., options=...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,25 +27,7 @@ from transformers.cache_utils import Cache
 
 from frugalrl.algos import token_logprobs
 from frugalrl.registry import Registry
-from frugalrl.types import Problem, RolloutBatch
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample: `temperature` 0 means greedy decoding."""
-
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"n (responses per problem) must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+from frugalrl.types import Problem, RolloutBatch, SamplingParams
 
 
 class HFGenerateBackend:
@@ -76,11 +57,18 @@ class HFGenerateBackend:
         self.token_budget = token_budget
 
     @classmethod
-    def from_config(cls, policy: Any, config: Any, *, format_prompt: Callable[[str], str]) -> HFGenerateBackend:
-        """The backend of a run: `policy` (a `Policy`) samples, with the run config's settings."""
-        return cls(
-            policy.model, policy.tokenizer, format_prompt=format_prompt, token_budget=config.rollout.token_budget
-        )
+    def build(
+        cls,
+        policy: Any,
+        *,
+        format_prompt: Callable[[str], str],
+        token_budget: int = 16384,
+        seed: int = 0,
+        options: dict[str, Any] | None = None,
+    ) -> HFGenerateBackend:
+        """The backend of a run, sampling from `policy` (a `Policy`). `seed` and `options` (rollout.vllm) are
+        for backends with an engine of their own; this one samples from torch's generator and has none."""
+        return cls(policy.model, policy.tokenizer, format_prompt=format_prompt, token_budget=token_budget)
 
     def before_update(self) -> None:
         """Called before each policy update: nothing to free, the backend has no memory of its own."""

@@ -76,7 +76,6 @@ class VLLMBackend(HFGenerateBackend):
         options: Mapping[str, Any] | None = None,
         adapter: Any = None,
         seed: int = 0,
-        max_new_tokens: int = 64,
     ) -> None:
         try:
             import vllm
@@ -127,16 +126,23 @@ class VLLMBackend(HFGenerateBackend):
         self.push_weights(self.current_weights())
 
     @classmethod
-    def from_config(cls, policy: Policy, config: Any, *, format_prompt: Callable[[str], str]) -> VLLMBackend:
+    def build(
+        cls,
+        policy: Policy,
+        *,
+        format_prompt: Callable[[str], str],
+        token_budget: int = 16384,
+        seed: int = 0,
+        options: Mapping[str, Any] | None = None,
+    ) -> VLLMBackend:
         return cls(
             policy.model,
             policy.tokenizer,
             format_prompt=format_prompt,
-            token_budget=config.rollout.token_budget,
-            options=config.rollout.vllm,
+            token_budget=token_budget,
+            options=options,
             adapter=policy.adapter,
-            seed=config.run.seed,
-            max_new_tokens=config.rollout.max_new_tokens,
+            seed=seed,
         )
 
     # ---------------------------------------------------------------------------------------------------
@@ -176,34 +182,11 @@ class VLLMBackend(HFGenerateBackend):
         seeds = torch.randint(0, 2**31 - 1, (len(requests),)).tolist()  # the run's RNG: reproducible, resumable
         greedy = params.temperature == 0
         eos = self.tokenizer.eos_token_id
-        sampling = [
-            self._vllm.SamplingParams(
-                n=1,
-                temperature=0.0 if greedy else params.temperature,
-                top_p=1.0 if greedy else params.top_p,
-                top_k=-1,
-                max_tokens=params.max_new_tokens,
-                stop_token_ids=[eos],
-                logprobs=0,  # the sampled token's own log-prob
-                seed=seed,
-                skip_special_tokens=True,
-            )
-            for seed in seeds
-        ]
         began = time.perf_counter()
-        outputs = self.llm.generate(requests, sampling, use_tqdm=False)
+        outputs = self.llm.generate(requests, [self._sampling(params, seed) for seed in seeds], use_tqdm=False)
         self.timings = {"engine": time.perf_counter() - began}
-        width = max(1, max(len(o.outputs[0].token_ids) for o in outputs))
-        pad = self.tokenizer.pad_token_id
-        response_ids = torch.full((len(outputs), width), pad, dtype=torch.long)  # [N, T]
-        engine_logp = torch.zeros(len(outputs), width)  # [N, T]
-        for row, out in enumerate(outputs):
-            sample = out.outputs[0]
-            tokens = list(sample.token_ids)
-            response_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-            engine_logp[row, : len(tokens)] = torch.tensor(
-                [step[token].logprob for step, token in zip(sample.logprobs, tokens, strict=True)]
-            )
+        response_ids, engine_logp = self._responses(outputs)  # [N, T] each
+        pad, width = self.tokenizer.pad_token_id, response_ids.shape[1]
         response_mask, truncated = response_mask_and_truncation(response_ids, eos)
         engine_logp = engine_logp.masked_fill(~response_mask, 0.0)
         completions = self.tokenizer.batch_decode(
@@ -216,7 +199,7 @@ class VLLMBackend(HFGenerateBackend):
             prompt_mask=prompt_mask[group_index],
             response_ids=response_ids,
             response_mask=response_mask,
-            behaviour_logp=torch.zeros(len(outputs), width),
+            behaviour_logp=torch.zeros(len(outputs), width),  # [N, T] filled below
             truncated=truncated,
             completions=completions,
             engine_logp=engine_logp,
@@ -228,6 +211,35 @@ class VLLMBackend(HFGenerateBackend):
         batch.behaviour_logp = self._trainer_logprobs(batch, 1.0 if greedy else params.temperature, params)
         self.timings["trainer_logp"] = time.perf_counter() - began
         return batch
+
+    def _sampling(self, params: SamplingParams, seed: int) -> Any:
+        """vLLM's sampling parameters for one request: the config's distribution, EOS stops, one seed."""
+        greedy = params.temperature == 0
+        return self._vllm.SamplingParams(
+            n=1,
+            temperature=0.0 if greedy else params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            top_k=-1,
+            max_tokens=params.max_new_tokens,
+            stop_token_ids=[self.tokenizer.eos_token_id],
+            logprobs=0,  # the sampled token's own log-prob
+            seed=seed,
+            skip_special_tokens=True,
+        )
+
+    def _responses(self, outputs: list[Any]) -> tuple[Tensor, Tensor]:
+        """Response tokens [N, T] right-padded (EOS kept) and vLLM's log-prob of each [N, T] (0 on padding)."""
+        width = max(1, max(len(o.outputs[0].token_ids) for o in outputs))
+        response_ids = torch.full((len(outputs), width), self.tokenizer.pad_token_id, dtype=torch.long)  # [N, T]
+        engine_logp = torch.zeros(len(outputs), width)  # [N, T]
+        for row, out in enumerate(outputs):
+            sample = out.outputs[0]
+            tokens = list(sample.token_ids)
+            response_ids[row, : len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+            engine_logp[row, : len(tokens)] = torch.tensor(
+                [step[token].logprob for step, token in zip(sample.logprobs, tokens, strict=True)]
+            )
+        return response_ids, engine_logp
 
     def _trainer_logprobs(self, batch: RolloutBatch, temperature: float, params: SamplingParams) -> Tensor:
         """log π(o_t) [N, T] by the policy's own forward, in micro-batches that fit the token budget."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 
 from frugalrl.config import Config
+from frugalrl.data import problems_of
 from frugalrl.engine.rollout import HFGenerateBackend
-from frugalrl.engine.setup import load_policy_and_backend, load_problems
-from frugalrl.engine.step_metrics import score_batch
 from frugalrl.eval import EvalProtocol, evaluate
-from frugalrl.rewards import RewardFunction, reward_functions
+from frugalrl.rewards import RewardFunction, reward_functions, score_batch
+from frugalrl.training.build import load_policy_and_backend
 from frugalrl.types import Problem, RolloutBatch
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
@@ -45,7 +45,7 @@ def held_out_metrics(
 def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
     _, backend = load_policy_and_backend(model, config)
-    _, held_out = load_problems(config.data)
+    _, held_out = problems_of(config.data)
     protocol = protocol_of(config)
     reward_fn = reward_functions.get(config.algo.reward)
     metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)

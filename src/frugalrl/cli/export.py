@@ -17,8 +17,8 @@ def export_merged(run: str | Path, out: str | Path, *, step: int | None = None) 
     from frugalrl.config import load_config
     from frugalrl.engine.checkpoint import MODEL_DIR
     from frugalrl.engine.policy import ADAPTER_CONFIG, Policy, load_policy
-    from frugalrl.engine.setup import resolve_model_path
     from frugalrl.tracking import RunDir
+    from frugalrl.training.build import resolve_model_path
 
     if not (Path(run) / "config.yaml").is_file():
         raise FileNotFoundError(f"{run} is not a run directory (no config.yaml); pass a run's folder, runs/<name>")
