@@ -56,9 +56,31 @@ class RunConfig:
 
 
 @dataclass
+class LoraConfig:
+    r: int = _f(0, "LoRA rank (0: off): train low-rank adapters only; the frozen base is also the KL reference")
+    alpha: float = _f(16.0, "LoRA scale numerator: the adapter's update is scaled by alpha / r")
+    dropout: float = _f(0.0, "dropout on the adapters' input (inactive: the policy trains in eval mode)")
+    target_modules: list[str] = _f(["all-linear"], "module names to adapt, or all-linear (all but the output head)")
+
+    def __post_init__(self) -> None:
+        _check_min("model.lora.r", self.r, 0)
+        if self.r and (self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules):
+            raise ValueError(
+                "model.lora needs alpha > 0, dropout in [0, 1) and at least one target module, got "
+                f"alpha={self.alpha}, dropout={self.dropout}, target_modules={list(self.target_modules)}"
+            )
+        if self.r:
+            from frugalrl.engine.lora import PEFT_HINT, peft_available
+
+            if not peft_available():
+                raise ValueError(f"model.lora.r={self.r} needs the peft package, which is not installed: {PEFT_HINT}")
+
+
+@dataclass
 class ModelConfig:
     path: str = _f("testbed", "'testbed' for the built-in base model, else a local directory or Hub name")
     dtype: str = _f("float32", "weights dtype: float32, bfloat16 or float16")
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
@@ -99,14 +121,29 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = _f("hf", "generation backend (rollout_backends): hf (generate) or compact (finished rows leave)")
+    backend: str = _f(
+        "hf", "generation backend (rollout_backends): hf (generate), compact (finished rows leave) or vllm"
+    )
     group_size: int = _f(8, "G, responses sampled per prompt")
     temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)")
     top_p: float = _f(1.0, "nucleus sampling threshold")
     max_new_tokens: int = _f(64, "maximum response length in tokens")
     token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)")
+    vllm: dict[str, Any] = _f(
+        {}, "backend=vllm: options of vllm.LLM (gpu_memory_utilization, max_model_len, ...) and sleep (bool)"
+    )
+    tis_cap: float = _f(
+        0.0, "backend=vllm: truncated importance weight min(π/π_engine, cap) on each token's loss (0: off)"
+    )
 
     def __post_init__(self) -> None:
+        if self.backend == "vllm":
+            from frugalrl.engine.vllm_backend import VLLM_HINT, vllm_available
+
+            if not vllm_available():
+                raise ValueError(f"rollout.backend=vllm needs the vllm package, which is not installed: {VLLM_HINT}")
+        if self.tis_cap and self.tis_cap < 1:
+            raise ValueError(f"rollout.tis_cap must be 0 (off) or >= 1, got {self.tis_cap}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)
@@ -199,6 +236,7 @@ class TrainerConfig:
     betas: list[float] = _f([0.9, 0.99], "AdamW betas")
     grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
     checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)")
+    packing: bool = _f(False, "the update's forwards pack sequences without padding (padded if the model can't)")
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "epochs", "mini_batches"):

@@ -5,6 +5,7 @@ frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
 frugalrl testbed build [--out DIR]
 frugalrl selection train-predictor RUN_DIR [RUN_DIR ...] --embedder NAME --out FILE
 frugalrl selection limr RUN_DIR [RUN_DIR ...] --out DIR [--method limr|linear|rand|full]
+frugalrl export RUN --merged OUT [--step N]
 frugalrl demo
 """
 
@@ -193,6 +194,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     selection_p = sub.add_parser("selection", help="offline selection tools (DOTS predictor, LIMR subsets)")
     add_selection_arguments(selection_p)
+
+    from frugalrl.cli.export import add_arguments as add_export_arguments
+    from frugalrl.cli.export import cmd_export
+
+    export_p = sub.add_parser("export", help="a run's trained policy as one model directory (LoRA merged)")
+    add_export_arguments(export_p)
+    export_p.set_defaults(func=cmd_export)
 
     demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")
     demo_p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo recipe")

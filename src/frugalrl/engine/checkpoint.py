@@ -64,15 +64,24 @@ def load_checkpoint(
     scheduler: torch.optim.lr_scheduler.LRScheduler,
 ) -> dict[str, Any]:
     """Restore weights, optimiser, scheduler and RNG states in place; returns the saved loop state."""
-    weights = load_file(path / MODEL_DIR / "model.safetensors")
-    missing, unexpected = policy.model.load_state_dict(weights, strict=False)
-    tied = set(getattr(policy.model, "_tied_weights_keys", None) or [])
-    if unexpected or set(missing) - tied:
-        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
-    policy.model.tie_weights()
+    if policy.adapter is not None:  # a LoRA policy: only its adapter was saved, the base is the one loaded
+        from frugalrl.engine.lora import load_adapter_weights
+
+        load_adapter_weights(policy, path / MODEL_DIR)
+    else:
+        _load_weights(path, policy)
     # weights_only=False: the state holds RNG tuples and plain Python loop state written by this module.
     state = torch.load(path / STATE_FILE, weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state["loop"]
+
+
+def _load_weights(path: Path, policy: Policy) -> None:
+    weights = load_file(path / MODEL_DIR / "model.safetensors")
+    missing, unexpected = policy.model.load_state_dict(weights, strict=False)
+    tied = set(getattr(policy.model, "_tied_weights_keys", None) or [])
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+    policy.model.tie_weights()

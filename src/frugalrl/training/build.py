@@ -63,13 +63,18 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
     )
     policy.model.eval()
-    backend = rollout_backends.get(config.rollout.backend)(
-        policy.model,
-        policy.tokenizer,
+    if config.model.lora.r:
+        from frugalrl.engine.lora import add_lora
+
+        policy = add_lora(policy, config.model.lora)
+    backend = rollout_backends.get(config.rollout.backend).build(
+        policy,
         format_prompt=make_prompt_formatter(
             config.data.template, policy.tokenizer, system_prompt=config.data.system_prompt
         ),
         token_budget=config.rollout.token_budget,
+        seed=config.run.seed,
+        options=dict(config.rollout.vllm),
     )
     return policy, backend
 
@@ -88,6 +93,7 @@ def update_settings(cfg: Config) -> UpdateSettings:
         kl_coef=cfg.algo.kl_loss_coef,
         kl_estimator=cfg.algo.kl_estimator,
         entropy_coef=cfg.algo.entropy_coef,
+        packing=cfg.trainer.packing,
     )
 
 

@@ -9,7 +9,6 @@ replay kind, critic, advantage estimator, policy loss): the loop itself never br
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 import warnings
@@ -25,6 +24,7 @@ from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_conf
 from frugalrl.data import problems_of
 from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
+from frugalrl.engine.lora import reference_model
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
 from frugalrl.engine.update import batch_logprobs, policy_update
 from frugalrl.replay import replay_kinds
@@ -75,7 +75,7 @@ class Trainer:
         self.run_dir = RunDir(cfg.run_dir)
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
-        self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
+        self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
         self.train_set, self.eval_set = problems_of(cfg.data)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
@@ -161,13 +161,17 @@ class Trainer:
             del timings["time/values"]
         adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
+        advantages = _engine_corrected(adv.advantages[adv.keep], train_batch, cfg.rollout.tis_cap)
         with _timed(timings, "time/update"):
+            self.backend.before_update()  # vllm: the engine frees its memory for the update
             update_metrics = policy_update(
-                self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
+                self.policy.model, self.optimizer, train_batch, advantages, self.update_settings,
                 ref_model=self.ref_model, is_off=is_off[adv.keep], loss_inputs=self.replay.loss_inputs,
             )  # fmt: skip
             kept = [None if x is None else x[adv.keep] for x in (adv.returns, old_values)]
             update_metrics |= self.critic.update(train_batch, *kept) | critic_metrics
+        with _timed(timings, "time/weight_sync"):
+            self.backend.after_update()  # vllm: the engine receives the updated weights; hf, compact: nothing
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
@@ -299,6 +303,7 @@ class Trainer:
                 f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
             )
         loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        self.backend.after_update()  # an engine with its own weights (vllm) gets the checkpoint's
         self.selector.load_state_dict(loop["selector"])
         self.critic.load_state_dict(loop.get("critic", {}))
         self.replay.load_state_dict(loop["replay"])
@@ -334,16 +339,20 @@ class _timed:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
 
 
+def _engine_corrected(advantages: Tensor, batch: RolloutBatch, cap: float) -> Tensor:
+    """`advantages` weighted per token by min(π/π_engine, cap) (rollout.tis_cap) when another engine sampled
+    the batch; unchanged when the cap is 0 or the training model sampled it."""
+    if not cap or batch.engine_logp is None:
+        return advantages
+    from frugalrl.algos.mismatch import truncated_is_advantages
+
+    return truncated_is_advantages(advantages, batch.behaviour_logp, batch.engine_logp, batch.response_mask, cap)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    ref = copy.deepcopy(model).eval()
-    ref.requires_grad_(False)
-    return ref
 
 
 def train(config: Config, *, resume: bool = False) -> Path:
