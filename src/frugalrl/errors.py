@@ -168,7 +168,7 @@ def error_boundary(console: Any, *, debug: bool = False) -> Iterator[None]:
         if debug:
             raise
         message = str(err) if isinstance(err, Interrupted) else "interrupted"
-        say("interrupted", message.removeprefix("interrupted "))
+        console.print(f"[red]{escape(message)}[/]", soft_wrap=True)
         raise SystemExit(EXIT_INTERRUPTED) from None
     except UserError as err:
         if debug:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from frugalrl.config import Config
+from frugalrl.engine.guards import guarded_problems
 from frugalrl.engine.rollout import HFGenerateBackend
 from frugalrl.engine.setup import load_policy_and_backend, load_problems
 from frugalrl.engine.step_metrics import score_batch
@@ -44,8 +45,9 @@ def held_out_metrics(
 
 def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
-    _, backend = load_policy_and_backend(model, config)
-    _, held_out = load_problems(config.data)
+    _, held_out = load_problems(config.data)  # a data error surfaces before the model loads
+    policy, backend = load_policy_and_backend(model, config)
+    _, held_out = guarded_problems(config, policy, [], held_out)
     protocol = protocol_of(config)
     reward_fn = reward_functions.get(config.algo.reward)
     metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)

@@ -11,6 +11,7 @@ from frugalrl.config import Config, DataConfig, TrainerConfig
 from frugalrl.data import make_problems, prompt_templates
 from frugalrl.engine.policy import Policy, load_policy
 from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
+from frugalrl.errors import ConfigError, DataError
 from frugalrl.types import Problem
 
 
@@ -18,7 +19,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"run.device={device} but no CUDA device is available; use run.device=cpu")
+        raise ConfigError(f"run.device={device} but no CUDA device is available; use run.device=cpu (or auto)")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"run.device={device} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -50,6 +53,7 @@ def load_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
 def _file_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
     """A file or Hub dataset. Held-out problems come from `eval_path`, else from the Hub dataset's
     `eval_split`, else (a single local file) from `eval_size` rows set aside with `data.seed`."""
+    from frugalrl.data.files import filter_levels
     from frugalrl.data.files import load_problems as load_file
 
     options = dict(
@@ -66,12 +70,15 @@ def _file_problems(cfg: DataConfig) -> tuple[list[Problem], list[Problem]]:
         held_out = load_file(cfg.eval_path or cfg.path, split=cfg.eval_split, **options)
     else:
         rows = load_file(cfg.path, split=cfg.split, shuffle_seed=cfg.seed, **options)
+        rows = filter_levels(rows, cfg.levels, cfg.path)
         if len(rows) <= cfg.eval_size:
-            raise ValueError(
+            raise DataError(
                 f"{cfg.path} has {len(rows)} usable rows, too few to set aside data.eval_size={cfg.eval_size} "
-                "held-out problems; lower data.eval_size or set data.eval_path"
+                f"held-out problems; lower data.eval_size (e.g. data.eval_size={max(1, len(rows) // 5)}) "
+                "or set data.eval_path"
             )
         held_out, train = rows[: cfg.eval_size], rows[cfg.eval_size :]
+    train, held_out = filter_levels(train, cfg.levels, cfg.path), filter_levels(held_out, cfg.levels, cfg.path)
     return train[: cfg.train_size or None], held_out[: cfg.eval_size]
 
 

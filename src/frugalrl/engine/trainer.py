@@ -22,11 +22,18 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
-from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
-from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from frugalrl.config import Config, to_yaml
+from frugalrl.engine.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from frugalrl.engine.critic import Critic, CriticSettings, ValueModel
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.evaluation import held_out_metrics, protocol_of
+from frugalrl.engine.guards import (
+    check_resumable,
+    guarded_problems,
+    interruption,
+    open_run_dir,
+    refuse_existing_run,
+)
 from frugalrl.engine.rollout import SamplingParams
 from frugalrl.engine.setup import (
     build_optimizer,
@@ -73,11 +80,11 @@ class Trainer:
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
-        self.run_dir = RunDir(cfg.run_dir)
+        problems = load_problems(cfg.data)  # a data error surfaces before the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
-        self.train_set, self.eval_set = load_problems(cfg.data)
+        self.train_set, self.eval_set = guarded_problems(cfg, self.policy, *problems)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
             rollout=self._reference_rollout,
@@ -119,6 +126,7 @@ class Trainer:
     def run(self, *, resume: bool = False) -> RunDir:
         """Train to `trainer.max_steps` (or the time limit); returns the run directory with its report."""
         cfg = self.config
+        self.run_dir = open_run_dir(cfg, resume=resume)  # created only now: a failed setup writes nothing
         start = self._resume() if resume else self._start()
         metrics_log = MetricsLog(self.run_dir.metrics_path, tensorboard=cfg.run.tensorboard)
         stats = StatsStore(self.run_dir.stats_path)
@@ -286,25 +294,15 @@ class Trainer:
         return bool(every) and step % every == 0
 
     def _start(self) -> int:
-        if self.run_dir.latest_checkpoint() is not None:
-            raise FileExistsError(
-                f"{self.run_dir.path} already holds a run; pass --resume to continue it, "
-                "or choose another run.name / run.dir"
-            )
+        refuse_existing_run(self.run_dir)
         atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
         return 0
 
     def _resume(self) -> int:
-        path = self.run_dir.latest_checkpoint()
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir.checkpoints_dir}")
-        changed = config_changes(load_config(self.run_dir.config_path), self.config)
-        if changed:
-            raise ValueError(
-                f"cannot resume {self.run_dir.path} with a different config: {', '.join(changed)} changed "
-                f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
-            )
-        loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        check_resumable(self.run_dir, self.config)
+        loop = load_latest_checkpoint(  # the newest checkpoint that verifies, with a warning for any skipped
+            self.run_dir, lambda path: load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        )
         self.selector.load_state_dict(loop["selector"])
         if self.critic is not None:
             self.critic.load_state_dict(loop["critic"])
@@ -380,5 +378,9 @@ def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def train(config: Config, *, resume: bool = False) -> Path:
-    """Run the configured training; returns the run directory."""
-    return Trainer(config).run(resume=resume).path
+    """Run the configured training; returns the run directory. Ctrl-C raises `Interrupted` (step, checkpoint)."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run(resume=resume).path
+    except KeyboardInterrupt:
+        raise interruption(trainer) from None
