@@ -144,7 +144,7 @@ CONFIG_CASES = [
     ("run.device=cuda:x", "run.device='cuda:x'"),
     ("run.device=", "invalid value for run.device"),
     ("trainer.grad_clip=-1", "trainer.grad_clip must be >= 0"),
-    ("rollout.token_budget=1", "rollout.token_budget must be >= 2"),
+    ("rollout.token_budget=1", "rollout.token_budget=1 cannot hold a prompt"),
     ("rollout.token_budget=64", "rollout.token_budget=64 cannot hold a prompt and rollout.max_new_tokens=64"),
     ("trainer.time_limit=nan", "trainer.time_limit must be a finite number"),
     ("trainer.time_limit=-5", "trainer.time_limit must be >= 0"),
@@ -242,7 +242,8 @@ def test_bad_yaml_recipes_exit_2_with_the_file_named(name, text, message, capsys
 def test_yaml_that_is_not_utf8_is_named(capsys, cwd):
     (cwd / "latin.yaml").write_bytes(b"run:\n  name: caf\xe9\n")
     code, err, written = run_cli(["train", "latin.yaml"], capsys, cwd)
-    assert_user_error(code, err, "config file latin.yaml is not UTF-8 text (byte 17)")  # r,u,n,:,\n = 5; 12 more
+    # "run:\n" is bytes 0-4, "  name: " 5-12, "caf" 13-15: the é is byte 16.
+    assert_user_error(code, err, "config file latin.yaml is not UTF-8 text (byte 16)")
     assert not written
 
 
@@ -463,6 +464,15 @@ def test_long_prompts_are_truncated_to_their_last_tokens(caplog):
     assert "1 prompt(s) over 10 tokens" in caplog.text and "1 truncated, 0 skipped" in caplog.text
 
 
+def test_a_huge_prompt_is_cut_from_its_tail_without_tokenising_all_of_it():
+    # max_tokens=4 reads at most 4 * 256 = 1024 characters; the kept question is its last 2 characters
+    # (<bos> + 2 + newline = 4 tokens).
+    kept = guard_prompts(
+        _problems("x" * 100_000 + "yz"), build_tokenizer(), plain_prompt, max_tokens=4, on_long_prompt="truncate"
+    )
+    assert [p.question for p in kept] == ["yz"]
+
+
 def test_long_prompts_can_be_skipped(caplog):
     kept = guard_prompts(
         _problems("1+1", "abcdefghijklmnop", "2+2"), build_tokenizer(), plain_prompt, max_tokens=10,
@@ -479,7 +489,7 @@ def test_a_megabyte_question_is_refused_before_training(capsys, cwd):
     code, err, written = run_cli(argv, capsys, cwd)
     # The testbed's context is 256 tokens; 256 - 16 new tokens leaves 240 for the prompt.
     assert_user_error(code, err, "are longer than 240 tokens, the limit set by the model's context (256)")
-    assert "1000003 tokens" in err.replace("\n", "")  # <bos> + 1,000,001 characters + newline
+    assert "1000002 characters" in err.replace("\n", "")  # 1,000,001 characters + the template's newline
     assert not written
 
 

@@ -23,6 +23,9 @@ ON_BAD_QUESTION = ("error", "skip")
 ON_LONG_PROMPT = ("error", "truncate", "skip")
 _NAMED = 3  # an error names this many problems, then counts the rest
 _MAX_CHARS_TESTED = 256  # distinct characters of one question looked up one by one to name the bad ones
+# No tokenizer's tokens average more characters than this over a whole prompt: a text longer than
+# max_tokens times this is over the limit without tokenising it all (a megabyte costs seconds to tokenise).
+_MAX_CHARS_PER_TOKEN = 256
 
 
 def guard_prompts(
@@ -47,7 +50,10 @@ def guard_prompts(
             as TRL's left truncation of prompts does) or ``skip``.
         name: how messages refer to the problem set; `limit_source`: what set `max_tokens`.
     """
-    ids = _encode(tokenizer, [format_prompt(p.question) for p in problems])
+    cap = max_tokens * _MAX_CHARS_PER_TOKEN
+    texts = [format_prompt(p.question) for p in problems]
+    huge = {i for i, text in enumerate(texts) if len(text) > cap}  # long for sure; only their tail is read
+    ids = _encode(tokenizer, [text[-cap:] if i in huge else text for i, text in enumerate(texts)])
     unk = getattr(tokenizer, "unk_token_id", None)
     bad = [i for i, row in enumerate(ids) if unk is not None and unk in row]
     if bad and on_bad_question == "error":
@@ -61,21 +67,21 @@ def guard_prompts(
     kept = [i for i in range(len(problems)) if i not in skipped]
     if bad:
         logger.warning("%s: skipped %d question(s) with characters the tokenizer cannot represent", name, len(bad))
-    long = [i for i in kept if len(ids[i]) > max_tokens]
+    long = [i for i in kept if i in huge or len(ids[i]) > max_tokens]
     if long and on_long_prompt == "error":
-        longest = max(long, key=lambda i: len(ids[i]))
+        longest = max(long, key=lambda i: (len(texts[i]), len(ids[i])))
+        size = f"{len(texts[longest])} characters" if longest in huge else f"{len(ids[longest])} tokens"
         raise DataError(
             f"{name}: {len(long)} prompt(s) are longer than {max_tokens} tokens, the limit set by {limit_source} "
-            f"(longest: problem {problems[longest].id!r}, {len(ids[longest])} tokens); "
+            f"(longest: problem {problems[longest].id!r}, {size}); "
             "set data.on_long_prompt=truncate or skip, or shorten those questions"
         )
     out, cut, dropped = [], 0, 0
     for i in kept:
         problem = problems[i]
-        if len(ids[i]) > max_tokens:
-            problem = (
-                _truncated(problem, tokenizer, format_prompt, max_tokens) if on_long_prompt == "truncate" else None
-            )
+        if i in huge or len(ids[i]) > max_tokens:
+            truncate = on_long_prompt == "truncate"
+            problem = _truncated(problem, tokenizer, format_prompt, max_tokens, cap) if truncate else None
             cut, dropped = cut + (problem is not None), dropped + (problem is None)
         if problem is not None:
             out.append(problem)
@@ -103,12 +109,12 @@ def _bad_chars_text(problem: Problem, tokenizer: Any, unk: int) -> str:
 
 
 def _truncated(
-    problem: Problem, tokenizer: Any, format_prompt: Callable[[str], str], max_tokens: int
+    problem: Problem, tokenizer: Any, format_prompt: Callable[[str], str], max_tokens: int, cap: int
 ) -> Problem | None:
     """The problem with its question cut to its last tokens so the formatted prompt fits, or None if even
-    the template alone does not fit."""
+    the template alone does not fit. Only the question's last `cap` characters are tokenised."""
     overhead = len(_encode(tokenizer, [format_prompt("")])[0])
-    question_ids = tokenizer(problem.question, add_special_tokens=False, verbose=False)["input_ids"]
+    question_ids = tokenizer(problem.question[-cap:], add_special_tokens=False, verbose=False)["input_ids"]
     keep = max_tokens - overhead
     for _ in range(4):  # re-tokenising a cut text can merge differently: shave until it fits
         if keep < 1:
