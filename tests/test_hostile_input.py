@@ -843,3 +843,17 @@ def test_eval_help_lists_only_the_keys_eval_reads(capsys):
 def test_one_nan_in_a_list_of_numbers_is_refused():
     with pytest.raises(ValueError, match=r"trainer.betas must be a finite number, got \[0.9, nan\]"):
         load_config(None, ["trainer.betas=[0.9,.nan]"])
+
+
+def test_an_unknown_hub_dataset_offline_is_named(capsys, cwd):
+    code, err, written = run_cli(["train", *TINY, "data.source=file", "data.path=nobody/no-such-data"], capsys, cwd)
+    assert_user_error(code, err, "data error", "cannot load dataset 'nobody/no-such-data'", "check data.path")
+    assert not written
+
+
+def test_eval_of_a_missing_data_file(capsys, cwd):
+    code, err, written = run_cli(
+        ["eval", "--model", "testbed", "data.source=file", "data.path=held_out.jsonl"], capsys, cwd
+    )
+    assert_user_error(code, err, "dataset file held_out.jsonl does not exist")
+    assert not written
