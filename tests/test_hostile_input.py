@@ -101,7 +101,7 @@ NOT_A_NUMBER = [(key, "abc") for key, kind, _ in NUMERIC if key != "trainer.beta
 
 
 def test_the_generated_cases_cover_every_numeric_field():
-    # 42 numeric fields today; a new one is covered automatically. Every one but entropy_coef (a signed
+    # 43 numeric fields today; a new one is covered automatically. Every one but entropy_coef (a signed
     # weight: negative values penalise entropy) declares at least one bound.
     assert len(NUMERIC) >= 40
     assert [key for key, _, bounds in NUMERIC if not bounds] == ["algo.entropy_coef"]
@@ -837,7 +837,7 @@ def test_eval_help_lists_only_the_keys_eval_reads(capsys):
         main(["eval", "--help"])
     out = capsys.readouterr().out
     assert "eval.k" in out and "data.path" in out and "rollout.max_new_tokens" in out
-    assert "trainer.lr" not in out and "replay.kind" not in out
+    assert "trainer.lr" not in out and "replay.kind" not in out and "eval.every" not in out
 
 
 def test_one_nan_in_a_list_of_numbers_is_refused():
