@@ -138,14 +138,13 @@ def load_recipe_file(path: Path, *, sections: list[str]) -> Any:
             f"config file {path} holds a value of type {type(parsed).__name__} ({str(parsed)[:40]!r}), not a "
             "mapping of sections; write it as `trainer: {lr: 1.0e-4}` (one section per top-level key)"
         )
-    for key in recipe:
-        value = recipe._get_node(key)._value()  # without interpolation: a section may hold ${...}
-        if key in sections and value is not None and not isinstance(value, (DictConfig, dict)):
+    for key, value in parsed.items():
+        if key in sections and value is not None and not isinstance(value, dict):
             raise ConfigError(
-                f"config file {path}: section '{key}' holds {value!r}, not a mapping of keys; "
+                f"config file {path}: section '{key}' holds {repr(value)[:60]}, not a mapping of keys; "
                 f"write it as `{key}:` followed by indented `key: value` lines"
             )
-    parent = recipe.get("inherit")
+    parent = parsed.get("inherit")
     if parent is not None and not isinstance(parent, str):
         raise ConfigError(f"config file {path}: inherit must be a file name, got {parent!r}")
     return recipe
