@@ -857,3 +857,24 @@ def test_eval_of_a_missing_data_file(capsys, cwd):
     )
     assert_user_error(code, err, "dataset file held_out.jsonl does not exist")
     assert not written
+
+
+@pytest.mark.parametrize(
+    ("name", "local"),
+    [
+        ("gpt2", False),
+        ("Qwen/Qwen2.5-0.5B-Instruct", False),
+        ("./model", True),
+        ("../model", True),
+        ("/abs/model", True),
+        ("~/model", True),
+        ("runs/x/checkpoints", True),  # two slashes: no Hub id has them
+        ("org/name/", True),
+        ("C:\\models\\x", True),
+        ("", True),
+    ],
+)
+def test_what_reads_as_a_local_path(name, local, cwd):
+    from frugalrl.errors import looks_like_local_path
+
+    assert looks_like_local_path(name) is local
