@@ -22,10 +22,8 @@ import numpy as np
 import torch
 
 from frugalrl.config import load_config
-from frugalrl.engine.rollout import SamplingParams
-from frugalrl.engine.setup import load_policy_and_backend, load_problems, resolve_model_path
-from frugalrl.engine.step_metrics import score_batch
-from frugalrl.rewards import reward_functions
+from frugalrl.data import problems_of
+from frugalrl.rewards import reward_functions, score_batch
 from frugalrl.selection.dots import group_pass_rates
 from frugalrl.selection.embedders import build_embedder
 from frugalrl.selection.predictor import (
@@ -39,6 +37,8 @@ from frugalrl.selection.predictor import (
     selection_logits,
     spearman,
 )
+from frugalrl.training.build import load_policy_and_backend, resolve_model_path
+from frugalrl.types import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
 EMBEDDERS = [
@@ -52,7 +52,7 @@ EMBEDDERS = [
 
 def measure_pass_rates(count: int, seed: int) -> tuple[list, torch.Tensor]:
     config = load_config(ROOT / "configs" / "grpo.yaml", ["run.threads=1"])
-    train, _ = load_problems(config.data)
+    train, _ = problems_of(config.data)
     picked = np.random.default_rng(seed).choice(len(train), count, replace=False)
     problems = [train[i] for i in picked]
     _, backend = load_policy_and_backend(config.model.path, config)

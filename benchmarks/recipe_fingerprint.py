@@ -42,37 +42,50 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "grpo_dots": ("grpo_dots.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_dots_rr": ("grpo_dots_rr.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_filter": ("grpo_filter.yaml", ["rollout.group_size=4"]),
-    "grpo_rr": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.capacity=8"]),
+    "grpo_rr": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.args.capacity=8"]),
     "ppo": ("ppo.yaml", ["trainer.prompts_per_step=32"]),
     "raft": ("raft.yaml", ["rollout.group_size=4"]),
     "raftpp": ("raftpp.yaml", ["rollout.group_size=4"]),
     "raftpp_clip_higher": ("raftpp_clip_higher.yaml", ["rollout.group_size=4", "trainer.mini_batches=2"]),
     "reinforce": ("reinforce.yaml", ["rollout.group_size=4"]),
     "reinforce_rej": ("reinforce_rej.yaml", ["rollout.group_size=4"]),
-    "repo": ("repo.yaml", ["rollout.group_size=4", "replay.min_cache=4", "replay.replay_k=4"]),
+    "repo": ("repo.yaml", ["rollout.group_size=4", "replay.args.min_cache=4", "replay.args.replay_k=4"]),
     "rloo": ("rloo.yaml", ["rollout.group_size=4"]),
     # Variants: the KL term and the KL monitor, several optimiser steps per batch, an entropy bonus,
     # PPO's KL reward, RePO's mixed advantages with several optimiser steps and a KL, RR with two epochs.
     "grpo_kl_epochs": (
         "grpo.yaml",
-        ["rollout.group_size=4", "algo.kl_coef=0.05", "trainer.ppo_epochs=2", "trainer.mini_batches=2",
-         "algo.entropy_coef=0.01", "eval.kl_to_initial=true"],
+        [
+            "rollout.group_size=4",
+            "algo.kl_coef=0.05",
+            "trainer.epochs=2",
+            "trainer.mini_batches=2",
+            "algo.entropy_coef=0.01",
+            "eval.kl_to_initial=true",
+        ],
     ),  # fmt: skip
     "ppo_kl_reward": ("ppo.yaml", ["trainer.prompts_per_step=32", "algo.kl_coef=0.05", "algo.kl_mode=reward"]),
     "repo_mixed_kl": (
         "repo.yaml",
-        ["rollout.group_size=4", "replay.min_cache=4", "replay.replay_k=4", "replay.advantage_mode=mixed",
-         "algo.kl_coef=0.05", "trainer.mini_batches=2", "replay.off_weight=0.5"],
+        [
+            "rollout.group_size=4",
+            "replay.args.min_cache=4",
+            "replay.args.replay_k=4",
+            "replay.args.advantage_mode=mixed",
+            "algo.kl_coef=0.05",
+            "trainer.mini_batches=2",
+            "replay.args.off_weight=0.5",
+        ],
     ),  # fmt: skip
-    "grpo_rr_epochs": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.capacity=8", "trainer.ppo_epochs=2"]),
+    "grpo_rr_epochs": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.args.capacity=8", "trainer.epochs=2"]),
 }
 
 
 def fingerprint(name: str, run_dir: Path) -> list[dict[str, float]]:
     """The metrics of a short run of `name`, every clock (time/...) left out."""
     from frugalrl.config import load_config
-    from frugalrl.engine.trainer import Trainer
     from frugalrl.tracking import read_metrics
+    from frugalrl.training.trainer import Trainer
 
     recipe, extra = RUNS[name]
     config = load_config(REPO / "configs" / recipe, [*SHORT, *extra, f"run.dir={run_dir}"])

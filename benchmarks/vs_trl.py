@@ -41,7 +41,7 @@ is refused rather than approximated)
   the whole batch of B·G responses (frugalrl `agg=token_mean`; TRL `loss_type="dapo"`, which divides by
   the number of completion tokens in the whole generation batch, across gradient-accumulation steps). No KL
   term and no reference model (`beta=0`), no entropy bonus, truncated responses trained on.
-* one optimiser step per generation (`ppo_epochs=1, mini_batches=1`; TRL `num_iterations=1`,
+* one optimiser step per generation (`epochs=1, mini_batches=1`; TRL `num_iterations=1`,
   `steps_per_generation = gradient_accumulation_steps`), with the same micro-batches: the recipe's
   `micro_batch_size` (128) rows per forward/backward, so 2 accumulation steps of 128 completions.
   Neither side recomputes π_old: with one optimiser step per batch both take π_old = π_θ detached (TRL skips
@@ -201,7 +201,7 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
     need(s.selector == "uniform" and not s.filters, "select.selector=uniform without select.filters")
     replay = getattr(getattr(cfg, "replay", None), "kind", "none")
     need(replay == "none", f"replay.kind=none (got {replay})")
-    need(t.ppo_epochs == 1 and t.mini_batches == 1, "trainer.ppo_epochs=1 and trainer.mini_batches=1")
+    need(t.epochs == 1 and t.mini_batches == 1, "trainer.epochs=1 and trainer.mini_batches=1")
     need(t.lr_schedule == "constant" and t.warmup_steps == 0, "trainer.lr_schedule=constant, warmup_steps=0")
     need(t.weight_decay == 0, "trainer.weight_decay=0 (TRL exempts biases and norms from decay)")
     need(cfg.model.dtype == "float32", f"model.dtype=float32 (got {cfg.model.dtype})")
@@ -267,10 +267,10 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
 
 def problems_in_selection_order(cfg: Any, steps: int) -> list:
     """The problems frugalrl's trainer trains on at steps 1..`steps`, in order (B per step)."""
-    from frugalrl.engine.setup import load_problems
+    from frugalrl.data import problems_of
     from frugalrl.selection import selectors
 
-    train, _ = load_problems(cfg.data)
+    train, _ = problems_of(cfg.data)
     selector = selectors.get(cfg.select.selector)(train, seed=cfg.run.seed)
     return [p for step in range(1, steps + 1) for p in selector.select(step, cfg.trainer.prompts_per_step)]
 
@@ -329,7 +329,7 @@ def _param_change(model: Any, before: Any) -> float:
 
 
 def frugalrl_run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
-    from frugalrl.engine.trainer import Trainer
+    from frugalrl.training.trainer import Trainer
 
     cfg = load_bench_config(args, run_dir=str(Path(tmp) / "run"))
     setup_began = time.perf_counter()
@@ -377,8 +377,8 @@ def trl_run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
 
     from frugalrl.data import prompt_templates
     from frugalrl.engine.policy import DTYPES
-    from frugalrl.engine.setup import resolve_model_path
     from frugalrl.rewards import reward_functions
+    from frugalrl.training.build import resolve_model_path
 
     # TRL passes `gradient_checkpointing`, which transformers 5 renames; the warnings say nothing about this run.
     warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)

@@ -21,8 +21,8 @@ from frugalrl.bench import (
     run_matrix,
     summarise,
 )
-from frugalrl.bench.cli import build_parser, spec_from_args
 from frugalrl.bench.runner import BenchRunError, plan_matrix, train_command
+from frugalrl.cli.bench import build_parser, spec_from_args
 from frugalrl.config import load_config
 from frugalrl.tracking import COMMIT_MARKER, read_metrics
 

@@ -30,11 +30,24 @@ def test_overrides_apply_on_top_of_defaults():
         ("algo.reward=exact", "unknown reward function 'exact'"),
         ("data.source=file", "data.source=file needs data.path"),
         ("trainer", "is not of the form section.key=value"),
-        ("algo.advantage=reinforce", "needs signed rewards: set algo.reward=correctness_pm1"),
-        ("algo.kl_mode=reward", "only GAE reads"),
+        ("algo.advantage=reinforce", "needs signed_rewards (A = r needs rewards below 0 for wrong answers): set "
+         "algo.reward=correctness_pm1 or algo.reward=limr"),
+        ("algo.kl_mode=reward", "which this estimator does not read: set algo.advantage=gae, or use algo.kl_mode=loss"),
         ("algo.kl_mode=both", "algo.kl_mode='both' is not one of: loss, reward"),
         ("critic.lr=0", "critic.lr and critic.value_clip must be > 0"),
-        ("algo.loss=nll", "use it with algo.advantage=raft"),
+        ("algo.loss=nll", "algo.loss=nll needs response_rejection (RAFT's NLL trains on accepted responses only): "
+         "set algo.advantage=raft"),
+        ("algo.advantage=gae", "algo.advantage=gae needs critic (GAE reads token values"),
+        ("critic.kind=value", "unknown critic 'value'; valid names: none, value_model"),
+        ("replay.kind=rr", "replay.kind=rr needs staleness_weight"),
+        ("replay.kind=rp", "unknown replay kind 'rp'; valid names: none, repo, rr"),
+        ("replay.args={capacity: 4}", "replay.args has unknown arguments ['capacity'] for NoReplay; valid: none"),
+        ("rollout.backend=vllmm", "unknown rollout backend 'vllmm'"),
+        ("data.source=hub", "unknown data source 'hub'; valid names: arithmetic, file, reasoning_gym"),
+        ("data.template=chatml", "unknown prompt template 'chatml'"),
+        ("select.selector_args={mu: 2}", "select.selector_args has unknown arguments ['mu'] for UniformSelector"),
+        ("trainer.ppo_epochs=2", "config key 'trainer.ppo_epochs' was renamed: set trainer.epochs instead"),
+        ("replay.capacity=8", "config key 'replay.capacity' was renamed: set replay.args.capacity instead"),
         ("rollout.top_p=0", "rollout.top_p must be in (0, 1]"),
         ("eval.k=-1", "eval.k must be >= 0"),
         ("select.filters=[drop_some]", "unknown group filter 'drop_some'"),
@@ -47,11 +60,36 @@ def test_bad_config_raises_an_actionable_error(override, message):
     assert message in str(err.value)
 
 
-def test_repo_rejects_advantage_args_it_would_ignore():
-    # RePO computes its own group-normalised advantages (replay.advantage_mode): GRPO's scale_std would be dropped
-    with pytest.raises(ConfigError, match=r"replay.kind=repo does not read algo.advantage_args \(\{'scale_std'"):
-        load_config(None, ["replay.kind=repo", "algo.advantage_args={scale_std: false}"])
-    assert load_config(None, ["replay.kind=repo"]).replay.kind == "repo"
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # each part checks its own arguments when the config loads, before any model is built
+        (["select.selector=dots", "select.selector_args={mu: 0}"], "dots selector: mu must be >= 1, got 0"),
+        (["select.selector=dots", "select.selector_args={m: 2}"],
+         "select.selector_args has unknown arguments ['m'] for DotsSelector; valid: mu (default 2)"),
+        (["replay.kind=repo", "replay.args={replay_kk: 2}"], "unknown arguments ['replay_kk'] for PromptReplay"),
+        (["replay.kind=repo", "replay.args={min_cache: 20}"], "replay.args.min_cache=20 > replay.args.capacity_per"),
+        (["replay.kind=repo", "replay.args={strategy: best}"], "unknown replay strategy 'best'"),
+        (["replay.kind=rr", "algo.loss=rr_offpolicy", "replay.args={fresh_fraction: 0}"], "fresh_fraction must be in"),
+        (["algo.advantage_args={eps: fast}"], "algo.advantage_args.eps='fast' should be a float (default 1e-06)"),
+        (["algo.loss_args={agg: seq}"], "algo.loss_args has unknown arguments ['agg']"),  # the engine's input
+        # what a part needs of the others
+        (["replay.kind=repo", "algo.advantage=gae", "critic.kind=value_model", "rollout.group_size=1"],
+         "replay.kind=repo cannot be combined with critic.kind=value_model (replayed rows carry no critic values)"),
+        (["replay.kind=rr", "algo.loss=rr_offpolicy", "algo.advantage=gae", "critic.kind=value_model"],
+         "replay.kind=rr cannot be combined with critic.kind=value_model"),
+    ],
+)  # fmt: skip
+def test_parts_check_their_arguments_and_needs_at_load(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, overrides)
+    assert message in str(err.value)
+
+
+def test_repo_applies_any_estimator_with_its_arguments():
+    config = load_config(None, ["replay.kind=repo", "algo.advantage=rloo"])
+    assert (config.replay.kind, config.algo.advantage) == ("repo", "rloo")
+    assert load_config(None, ["replay.kind=repo", "algo.advantage_args={scale_std: false}"]).replay.kind == "repo"
 
 
 def test_missing_recipe_file_is_reported(tmp_path):
@@ -61,8 +99,8 @@ def test_missing_recipe_file_is_reported(tmp_path):
 
 def test_unknown_key_in_a_yaml_recipe_is_rejected(tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("trainer:\n  lr: 1e-4\n  epochs: 3\n")
-    with pytest.raises(ConfigError, match="unknown config key 'trainer.epochs'"):
+    recipe.write_text("trainer:\n  lr: 1e-4\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match="unknown config key 'trainer.epoch'"):
         load_config(recipe)
 
 
@@ -113,6 +151,6 @@ def test_config_changes_ignore_what_a_resumed_run_may_change():
 
 
 def test_one_response_per_prompt_with_a_variance_filter_is_refused():
-    with pytest.raises(ConfigError, match="group_size=1 every group is all correct or all wrong"):
+    with pytest.raises(ConfigError, match="select.filters=drop_all_wrong needs rollout.group_size >= 2"):
         load_config(None, ["rollout.group_size=1", "select.filters=[drop_all_wrong]"])
     load_config(Path(__file__).parent.parent / "configs" / "ppo.yaml")  # G = 1 without filters is fine

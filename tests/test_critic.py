@@ -60,6 +60,7 @@ def test_values_are_read_from_the_column_before_each_response_token(saved_policy
     assert not values[row, n:].any()  # padding stays 0
 
 
+@pytest.mark.covers("critic", "value_model")
 def test_critic_update_fits_the_returns(saved_policy, batch):
     _, path = saved_policy
     torch.manual_seed(0)
@@ -99,3 +100,15 @@ def test_critic_state_round_trips(saved_policy, batch, tmp_path):
     fresh = Critic(ValueModel.from_policy(path), CriticSettings())
     fresh.load_state_dict(torch.load(tmp_path / "critic.pt", weights_only=False))
     torch.testing.assert_close(fresh.values(batch), critic.values(batch))
+
+
+@pytest.mark.covers("critic", "none")
+def test_no_critic_leaves_the_inputs_alone_and_trains_nothing(batch):
+    from frugalrl.algos import AdvantageInputs
+    from frugalrl.engine.critic import CriticSettings, critics
+
+    none = critics.get("none")("unused", CriticSettings(), device="cpu", dtype="float32")
+    inputs = AdvantageInputs.of(torch.ones(batch.num_rows), torch.zeros(batch.num_rows, dtype=torch.long))
+    assert none.advantage_inputs(inputs, batch, None) == (inputs, None, {})
+    assert none.update(batch, None, None) == {} and none.state_dict() == {}
+    assert critics.provides("value_model") == ("critic",) and critics.provides("none") == ()

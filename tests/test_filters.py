@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from frugalrl.config import load_config
-from frugalrl.engine.trainer import Trainer
 from frugalrl.selection import apply_filters, group_filters
 from frugalrl.tracking import read_metrics
+from frugalrl.training.trainer import Trainer
 from frugalrl.types import Problem, RolloutBatch, concat_batches
 
 covers = pytest.mark.covers

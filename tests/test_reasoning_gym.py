@@ -16,9 +16,9 @@ import types
 import pytest
 
 from frugalrl.config import load_config
+from frugalrl.data import problems_of
 from frugalrl.data import reasoning_gym as rg_adapter
 from frugalrl.data.reasoning_gym import load_reasoning_gym, reasoning_gym_strict_reward
-from frugalrl.engine.setup import load_problems
 from frugalrl.rewards import extract_boxed, reward_functions
 
 
@@ -128,6 +128,7 @@ def test_reward_reasoning_gym_strict_is_registered_and_strict(fake_rg):
     assert strict(["\\boxed{40}", "\\boxed{x40}"], ["40", "40"], **fields) == [1.0, 0.0]
 
 
+@pytest.mark.covers("data source", "reasoning_gym")
 def test_reasoning_gym_source_splits_one_draw_into_train_and_held_out(fake_rg):
     config = load_config(
         None,
@@ -139,7 +140,7 @@ def test_reasoning_gym_source_splits_one_draw_into_train_and_held_out(fake_rg):
             "algo.reward=reasoning_gym_strict",
         ],
     )
-    train, held_out = load_problems(config.data)
+    train, held_out = problems_of(config.data)
     assert len(train) == 6 and len(held_out) == 2
 
 

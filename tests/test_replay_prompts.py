@@ -7,19 +7,31 @@ import math
 import pytest
 import torch
 
-from frugalrl.algos import policy_losses
+from frugalrl.algos import AdvantageInputs, advantage_estimators, policy_losses
 from frugalrl.replay import (
+    BehaviourRatioInputs,
     PromptReplayBuffer,
     replay_metrics,
     repo_advantage_modes,
-    repo_advantages,
-    repo_loss_inputs,
     with_replayed,
 )
 from frugalrl.types import concat_batches
 from replay_batches import GroupSpec, row_content, scored_batch
 
 covers = pytest.mark.covers
+
+
+def repo_advantages(rewards, group_ids, is_off, *, mode="split", eps=1e-6, estimator="grpo"):
+    """The RePO advantage mode `mode` applied with the named estimator, as the repo replay kind does."""
+    estimate = advantage_estimators.get(estimator)
+    kwargs = {"eps": eps} if estimator == "grpo" else {}
+    inputs = AdvantageInputs.of(rewards, group_ids)
+    return repo_advantage_modes.get(mode)(inputs, is_off, lambda i: estimate(i, **kwargs)).advantages
+
+
+def repo_loss_inputs(old_logp, behaviour_logp, mask, is_off, *, off_weight, agg):
+    repo = BehaviourRatioInputs(off_weight=off_weight)
+    return repo.ratio_denominators(old_logp, behaviour_logp, is_off), repo.aggregation_weights(mask, is_off, agg=agg)
 
 
 def _steps(buffer: PromptReplayBuffer, prompt_id: str) -> list[int]:
@@ -138,7 +150,7 @@ def test_repo_advantages_split_normalises_fresh_and_replayed_separately():
 
 @covers("RePO advantage mode", "mixed")
 def test_repo_advantages_mixed_normalises_all_rows_of_a_prompt_together():
-    adv = repo_advantage_modes.get("mixed")(REWARDS, GROUPS, IS_OFF, eps=EPS)
+    adv = repo_advantages(REWARDS, GROUPS, IS_OFF, mode="mixed", eps=EPS)
     # prompt 0 pooled: [1, 1, 0, 1], mean ¾, unbiased std √(0.75/3) = ½ → ½, ½, −1.5, ½
     torch.testing.assert_close(adv[[0, 1, 5, 6]], torch.tensor([0.5, 0.5, -1.5, 0.5]), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(adv[2:5], repo_advantages(REWARDS, GROUPS, IS_OFF, mode="split")[2:5])
@@ -150,6 +162,13 @@ def test_repo_advantages_all_equal_rewards_give_zero_never_nan(mode):
     is_off = torch.tensor([0, 0, 1, 0, 0, 1, 1]).bool()  # prompt 0 has a single replayed response
     adv = repo_advantages(torch.full((7,), 0.5), groups, is_off, mode=mode)
     assert torch.equal(adv, torch.zeros(7))
+
+
+def test_repo_advantages_apply_the_recipe_estimator_to_each_part():
+    # RLOO in split mode: fresh prompt 1 [1, 0, 0] → baselines ½·(0+0), ½·(1+0), ½·(1+0) → 1, −½, −½; the
+    # replayed pair of prompt 0 [0, 1] → 0 − 1, 1 − 0 = −1, +1; fresh prompt 0 [1, 1] → 0, 0
+    adv = repo_advantages(REWARDS, GROUPS, IS_OFF, mode="split", estimator="rloo")
+    torch.testing.assert_close(adv, torch.tensor([0.0, 0.0, 1.0, -0.5, -0.5, -1.0, 1.0]))
 
 
 def test_repo_advantages_split_gives_a_lone_replayed_response_zero():

@@ -10,11 +10,10 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 from frugalrl.config import load_config
 from frugalrl.data.arithmetic import make_problems, solution_text
 from frugalrl.data.templates import plain_prompt
-from frugalrl.engine.evaluation import evaluate_model
 from frugalrl.rewards.extract import extract_boxed
 from frugalrl.testbed import (
     SHIPPED_BASE,
-    Recipe,
+    BaseSpec,
     SFTPhase,
     build_base,
     build_model,
@@ -25,8 +24,9 @@ from frugalrl.testbed import (
 )
 from frugalrl.testbed import base as base_module
 from frugalrl.testbed.sft import lr_at, phase_batches, sft_batch
+from frugalrl.training.evaluation import evaluate_model
 
-MICRO = Recipe(preset="micro", batch_size=8, phases=(SFTPhase(steps=30, lr=1e-2, warmup=5),))
+MICRO = BaseSpec(preset="micro", batch_size=8, phases=(SFTPhase(steps=30, lr=1e-2, warmup=5),))
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -128,7 +128,7 @@ def micro_cache(tmp_path_factory):
 def test_tiny_sft_lowers_the_loss_and_writes_a_loadable_base(micro_cache):
     out = micro_cache / "testbed" / MICRO.hash()
     record = json.loads((out / "recipe.json").read_text())
-    assert record["hash"] == MICRO.hash() and Recipe.from_dict(record["recipe"]) == MICRO
+    assert record["hash"] == MICRO.hash() and BaseSpec.from_dict(record["recipe"]) == MICRO
     assert record["build"]["loss_end"][0] < record["build"]["loss_start"][0] - 0.5  # 30 steps learn something
     assert AutoModelForCausalLM.from_pretrained(out).num_parameters() == record["build"]["n_params"]
     assert len(AutoTokenizer.from_pretrained(out)) == 100
@@ -151,8 +151,8 @@ def test_build_is_reproducible(tmp_path, micro_cache):
 
 
 def test_recipe_hash_changes_with_any_hyperparameter():
-    default = Recipe()
-    assert Recipe().hash() == default.hash()
+    default = BaseSpec()
+    assert BaseSpec().hash() == default.hash()
     variants = [
         replace(default, seed=1),
         replace(default, batch_size=32),
@@ -162,7 +162,7 @@ def test_recipe_hash_changes_with_any_hyperparameter():
     ]
     hashes = {v.hash() for v in variants}
     assert len(hashes) == len(variants) and default.hash() not in hashes
-    assert Recipe.from_dict(json.loads(json.dumps(default.to_dict()))) == default
+    assert BaseSpec.from_dict(json.loads(json.dumps(default.to_dict()))) == default
     with pytest.raises(ValueError, match="corrupt_prob"):
         SFTPhase(steps=1, lr=1e-3, corrupt_prob=1.5)
 
@@ -170,7 +170,7 @@ def test_recipe_hash_changes_with_any_hyperparameter():
 def test_shipped_base_matches_the_default_recipe_and_loads():
     record = read_recipe_record(SHIPPED_BASE)
     assert record is not None, f"no shipped base in {SHIPPED_BASE}; run frugalrl testbed build --shipped"
-    assert record["hash"] == Recipe().hash()
+    assert record["hash"] == BaseSpec().hash()
     assert ensure_base() == SHIPPED_BASE
     AutoTokenizer.from_pretrained(SHIPPED_BASE)
     # easy held-out levels: a real warm start solves most of them greedily

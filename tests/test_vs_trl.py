@@ -74,7 +74,7 @@ def test_recipe_variants(vs_trl):
     assert settings("trainer.micro_batch_size=0")["gradient_accumulation_steps"] == 1
     for bad, named in [
         ("algo.kl_coef=0.1", "algo.kl_coef=0"),
-        ("trainer.ppo_epochs=2", "ppo_epochs=1"),
+        ("trainer.epochs=2", "epochs=1"),
         (("replay.kind=rr", "algo.loss=rr_offpolicy"), "replay.kind=none"),
         ("trainer.lr_schedule=cosine", "lr_schedule=constant"),
         ("trainer.micro_batch_size=100", "micro_batch_size (100)"),

@@ -1,13 +1,16 @@
 """Run configuration: documented dataclasses, YAML recipes and dotted command-line overrides.
 
 `load_config("configs/grpo.yaml", ["trainer.lr=3e-5"])` merges the recipe and the overrides onto the
-defaults below, rejects unknown keys with the list of valid ones, and runs the cross-field checks of each
-section. Every field's `help` text is what `frugalrl train --help` prints.
+defaults below, rejects unknown keys with the list of valid ones, and runs the checks of each section. Every
+field's `help` text is what `frugalrl train --help` prints.
+
+The parts a config names (estimator, loss, reward, selector, filters, replay kind, critic, backend, ...)
+check themselves: each validates its own `*_args` and declares what it needs of the others (`Needs`), and
+`check_parts` applies those declarations generically. This module names no algorithm.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +18,20 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
+from frugalrl.algos.losses import LOSS_INPUTS
 from frugalrl.config_checks import check_bounds, check_device, check_run_name, check_threads, load_recipe_file
+from frugalrl.data import data_sources, prompt_templates
+from frugalrl.engine.critic import critics
+from frugalrl.engine.rollout import rollout_backends
 from frugalrl.errors import ConfigError
+from frugalrl.registry import Registry, check_args
+from frugalrl.replay import replay_kinds
+from frugalrl.rewards import reward_functions
+from frugalrl.selection import group_filters, selectors
 
 
-def _f(  # noqa: PLR0913 - keyword bounds read best at the call sites
+def _f(
     default: Any,
     help: str,  # noqa: A002 - `help` reads best at the call sites
     *,
@@ -65,7 +77,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    source: str = _f("arithmetic", "arithmetic (built-in), file (JSONL/JSON/Parquet/CSV/Hub) or reasoning_gym")
+    source: str = _f("arithmetic", "data source (frugalrl.data.data_sources): arithmetic, file or reasoning_gym")
     path: str | None = _f(None, "data file or Hub dataset name (source=file); task name (source=reasoning_gym)")
     subset: str | None = _f(None, "Hub dataset configuration, e.g. 'main' for GSM8K")
     split: str = _f("train", "split of `path` to train on (Hub datasets; a file is one split)")
@@ -97,27 +109,17 @@ class DataConfig:
     on_long_prompt: str = _f("error", "a prompt over the limit: error, truncate (keep its last tokens) or skip")
 
     def __post_init__(self) -> None:
-        _check_choice("data.source", self.source, ["arithmetic", "file", "reasoning_gym"])
+        _check_min("data.eval_size", self.eval_size, 1)
         _check_choice("data.on_bad_question", self.on_bad_question, ["error", "skip"])
         _check_choice("data.on_long_prompt", self.on_long_prompt, ["error", "truncate", "skip"])
-        if self.levels is not None and self.source == "reasoning_gym":
-            raise ValueError("data.levels does not apply to data.source=reasoning_gym (its tasks have no levels)")
-        if self.levels is not None and self.source == "arithmetic":
-            from frugalrl.data import LEVELS
-
-            unknown = [level for level in self.levels if level not in LEVELS]
-            if unknown or not self.levels:
-                raise ValueError(f"data.levels={list(self.levels)}: arithmetic levels are 1..{len(LEVELS)}")
-        _check_min("data.eval_size", self.eval_size, 1)
-        if self.source == "file" and not self.path:
-            raise ValueError("data.source=file needs data.path (a JSONL/JSON/Parquet/CSV file or Hub name)")
-        if self.source == "reasoning_gym" and not self.path:
-            raise ValueError("data.source=reasoning_gym needs data.path, the task name (e.g. basic_arithmetic)")
+        hint = getattr(data_sources.get(self.source), "path_hint", None)
+        if hint and not self.path:
+            raise ValueError(f"data.source={self.source} needs data.path ({hint})")
 
 
 @dataclass
 class RolloutConfig:
-    backend: str = _f("hf", "generation backend: hf (transformers generate) or compact (finished rows leave the batch)")
+    backend: str = _f("hf", "generation backend (rollout_backends): hf (generate) or compact (finished rows leave)")
     group_size: int = _f(8, "G, responses sampled per prompt", ge=1)
     temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)", gt=0)
     top_p: float = _f(1.0, "nucleus sampling threshold", gt=0, le=1)
@@ -125,9 +127,6 @@ class RolloutConfig:
     token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)", ge=2)
 
     def __post_init__(self) -> None:
-        from frugalrl.engine.rollout import rollout_backends
-
-        rollout_backends.get(self.backend)
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)
@@ -157,42 +156,23 @@ class AlgoConfig:
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
 
     def __post_init__(self) -> None:
-        import frugalrl.data  # noqa: F401 - registers the rewards that belong to a task (reasoning_gym_strict)
-        from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
-        from frugalrl.rewards import reward_functions
-
-        _check_kwargs("algo.advantage_args", advantage_estimators.get(self.advantage), self.advantage_args, skip=1)
-        _check_kwargs("algo.loss_args", policy_losses.get(self.loss), self.loss_args, skip=4)
-        aggregations.get(self.agg)
-        kl_estimators.get(self.kl_estimator)
-        reward_functions.get(self.reward)
         _check_min("algo.kl_coef", self.kl_coef, 0.0)
-        if self.advantage in ("reinforce", "reinforce_rej") and self.reward == "correctness":
-            # With 0/1 rewards A = r is 0 for every wrong answer: the negatives silently teach nothing.
-            raise ValueError(
-                f"algo.advantage={self.advantage} uses A = r, which needs signed rewards: set "
-                "algo.reward=correctness_pm1 (or limr)"
-            )
         _check_choice("algo.kl_mode", self.kl_mode, ["loss", "reward"])
-        if self.kl_mode == "reward" and not self.needs_critic:
-            raise ValueError(
-                "algo.kl_mode=reward puts the KL into token rewards, which only GAE reads: use it with "
-                f"algo.advantage=gae, or kl_mode=loss with algo.advantage={self.advantage}"
-            )
-        if self.loss == "nll" and self.advantage != "raft":
-            raise ValueError("algo.loss=nll (RAFT) trains on accepted responses only: use it with algo.advantage=raft")
 
     @property
-    def needs_critic(self) -> bool:
-        """Token-level advantages from a learned value (PPO): the trainer builds a critic for them."""
-        return self.advantage in CRITIC_ESTIMATORS
+    def kl_loss_coef(self) -> float:
+        """β of the KL term added to the loss (0 when the KL goes into the reward)."""
+        return self.kl_coef if self.kl_mode == "loss" else 0.0
 
-
-CRITIC_ESTIMATORS = ("gae",)
+    @property
+    def kl_reward_coef(self) -> float:
+        """β of the −β·k1 token reward (0 when the KL goes into the loss)."""
+        return self.kl_coef if self.kl_mode == "reward" else 0.0
 
 
 @dataclass
 class CriticConfig:
+    kind: str = _f("none", "critic (frugalrl.engine.critics): none, or value_model for estimators that need values")
     lr: float = _f(1e-3, "AdamW learning rate of the value model (PPO; ~10× the policy's)", gt=0)
     value_clip: float = _f(0.2, "clip of the value loss around the values at collection time", gt=0)
     epochs: int = _f(1, "passes of the value update over each batch", ge=1)
@@ -215,11 +195,6 @@ class SelectConfig:
     max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling", ge=1)
 
     def __post_init__(self) -> None:
-        from frugalrl.selection import group_filters, selectors
-
-        selectors.get(self.selector)
-        for name in self.filters:
-            group_filters.get(name)
         _check_min("select.max_rounds", self.max_rounds, 1)
         if self.dynamic_sampling and not self.filters:
             raise ValueError("select.dynamic_sampling needs select.filters (e.g. [drop_zero_variance])")
@@ -227,35 +202,8 @@ class SelectConfig:
 
 @dataclass
 class ReplayConfig:
-    kind: str = _f("none", "replay of past rollouts: none, rr (rollout replay of whole groups), repo (RePO)")
-    capacity: int = _f(128, "rr: buffer capacity in groups (FIFO; only groups with unequal rewards are kept)", ge=1)
-    fresh_fraction: float = _f(
-        0.5, "rr: σ, share of the B prompts generated fresh each step; the rest is replayed", gt=0, le=1
-    )
-    capacity_per_prompt: int = _f(16, "repo: responses kept per prompt (FIFO)", ge=1)
-    replay_k: int = _f(8, "repo: replayed responses per prompt (G_off)", ge=1)
-    min_cache: int = _f(8, "repo: a prompt is replayed once its buffer holds this many responses", ge=1)
-    strategy: str = _f("highest_k", "repo: which stored responses to replay (frugalrl.replay.replay_strategies)")
-    advantage_mode: str = _f("split", "repo: split (fresh and replayed normalised apart) or mixed (together)")
-    off_weight: float = _f(1.0, "repo: λ_off in L_on + λ_off·L_off", ge=0)
-
-    def __post_init__(self) -> None:
-        from frugalrl.replay import replay_strategies, repo_advantage_modes
-        from frugalrl.replay.parts import replay_parts
-
-        replay_parts.get(self.kind)
-        replay_strategies.get(self.strategy)
-        repo_advantage_modes.get(self.advantage_mode)
-        for name in ("capacity", "capacity_per_prompt", "replay_k", "min_cache"):
-            _check_min(f"replay.{name}", getattr(self, name), 1)
-        if not 0 < self.fresh_fraction <= 1:
-            raise ValueError(f"replay.fresh_fraction must be in (0, 1], got {self.fresh_fraction}")
-        _check_min("replay.off_weight", self.off_weight, 0.0)
-        if self.kind == "repo" and self.min_cache > self.capacity_per_prompt:
-            raise ValueError(
-                f"replay.min_cache={self.min_cache} > replay.capacity_per_prompt={self.capacity_per_prompt}: "
-                "no prompt would ever be replayed"
-            )
+    kind: str = _f("none", "replay of past rollouts (frugalrl.replay.replay_kinds): none, rr or repo")
+    args: dict[str, Any] = _f({}, "arguments of the replay kind, e.g. rr's capacity and fresh_fraction")
 
 
 @dataclass
@@ -264,7 +212,7 @@ class TrainerConfig:
     time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)", ge=0)
     max_responses: int = _f(0, "stop after the step at which this many responses have been generated (0: none)", ge=0)
     prompts_per_step: int = _f(32, "B, prompts per RL step", ge=1)
-    ppo_epochs: int = _f(1, "passes over each batch", ge=1)
+    epochs: int = _f(1, "passes of the policy update over each batch (PPO's epochs, for every algorithm)", ge=1)
     mini_batches: int = _f(1, "optimiser steps per pass (the batch is split into this many mini-batches)", ge=1)
     micro_batch_size: int = _f(64, "rows per forward/backward (gradient accumulation); 0: whole mini-batch", ge=0)
     lr: float = _f(1e-4, "AdamW learning rate", gt=0)
@@ -276,7 +224,7 @@ class TrainerConfig:
     checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)", ge=0)
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "prompts_per_step", "ppo_epochs", "mini_batches"):
+        for name in ("max_steps", "prompts_per_step", "epochs", "mini_batches"):
             _check_min(f"trainer.{name}", getattr(self, name), 1)
         for name in ("micro_batch_size", "warmup_steps", "checkpoint_every", "max_responses"):
             _check_min(f"trainer.{name}", getattr(self, name), 0)
@@ -327,31 +275,10 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
-        """Checks across sections: parts that only work together."""
+        """Checks across sections: every number is finite and in range; every named part exists, accepts its
+        arguments and gets what it needs."""
         check_bounds(self)
-        if self.replay.kind == "rr" and self.algo.loss != "rr_offpolicy":
-            raise ValueError(
-                "replay.kind=rr trains on groups sampled by older policies: set algo.loss=rr_offpolicy (the clipped "
-                f"loss with the staleness weight π_old/μ), not {self.algo.loss}"
-            )
-        if self.replay.kind == "repo" and self.algo.advantage != "grpo":
-            raise ValueError(
-                "replay.kind=repo computes its own group-normalised advantages (replay.advantage_mode): use it with "
-                f"algo.advantage=grpo, not {self.algo.advantage}"
-            )
-        if self.replay.kind == "repo" and self.algo.advantage_args:
-            raise ValueError(
-                f"replay.kind=repo does not read algo.advantage_args ({dict(self.algo.advantage_args)}): its "
-                "advantages are set by replay.advantage_mode; remove them"
-            )
-        variance_filters = {"drop_all_correct", "drop_all_wrong", "drop_zero_variance"} & set(self.select.filters)
-        if self.rollout.group_size == 1 and variance_filters:
-            raise ValueError(
-                f"select.filters {sorted(variance_filters)} judge a group by the spread of its responses: with "
-                "rollout.group_size=1 every group is all correct or all wrong, so nothing would be trained on"
-            )
-        if self.replay.kind != "none" and self.algo.needs_critic:
-            raise ValueError(f"replay.kind={self.replay.kind} is not supported with a learned critic (PPO)")
+        check_parts(self)
 
     @property
     def run_dir(self) -> Path:
@@ -446,6 +373,8 @@ def describe(cls: type = Config, prefix: str = "") -> list[tuple[str, str, str]]
 
 def _unknown_key_message(err: OmegaConfBaseException) -> str:
     key = err.full_key or ""
+    if key in RENAMED:
+        return f"config key '{key}' was renamed: set {RENAMED[key]} instead"
     section, _, name = key.rpartition(".")
     node: Any = Config
     for part in filter(None, section.split(".")):
@@ -465,12 +394,73 @@ def _check_min(key: str, value: float, minimum: float) -> None:
         raise ValueError(f"{key} must be >= {minimum}, got {value}")
 
 
-def _check_kwargs(key: str, fn: Any, kwargs: dict[str, Any], *, skip: int) -> None:
-    """Reject keyword arguments `fn` does not take, listing the ones it does (its first `skip` are inputs)."""
-    params = list(inspect.signature(fn).parameters.values())[skip:]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return
-    valid = [p.name for p in params if p.name not in ("behaviour_logp", "agg", "agg_weights")]
-    unknown = sorted(set(kwargs) - set(valid))
-    if unknown:
-        raise ValueError(f"{key} has unknown arguments {unknown} for {fn.__name__}; valid: {', '.join(valid)}")
+# (key, registry, name, (args key, args, inputs the engine passes itself) or None): a part a config names.
+Part = tuple[str, Registry, str, "tuple[str, dict[str, Any], tuple[str, ...]] | None"]
+
+
+def chosen_parts(cfg: Config) -> list[Part]:
+    """The parts `cfg` names, with their registries and arguments."""
+    a = cfg.algo
+    return [
+        ("algo.advantage", advantage_estimators, a.advantage, ("algo.advantage_args", a.advantage_args, ())),
+        ("algo.loss", policy_losses, a.loss, ("algo.loss_args", a.loss_args, LOSS_INPUTS)),
+        ("algo.reward", reward_functions, a.reward, None),
+        ("algo.agg", aggregations, a.agg, None),
+        ("algo.kl_estimator", kl_estimators, a.kl_estimator, None),
+        ("critic.kind", critics, cfg.critic.kind, None),
+        ("select.selector", selectors, cfg.select.selector, ("select.selector_args", cfg.select.selector_args, ())),
+        *[("select.filters", group_filters, name, None) for name in cfg.select.filters],
+        ("replay.kind", replay_kinds, cfg.replay.kind, ("replay.args", cfg.replay.args, ())),
+        ("rollout.backend", rollout_backends, cfg.rollout.backend, None),
+        ("data.source", data_sources, cfg.data.source, None),
+        ("data.template", prompt_templates, cfg.data.template, None),
+    ]
+
+
+def check_parts(cfg: Config) -> None:
+    """Every named part exists and accepts its arguments; every capability a part needs is provided by another
+    chosen part, none it excludes is; G is large enough for each. Raises ValueError naming key and fix."""
+    parts = chosen_parts(cfg)
+    provided: dict[str, str] = {}  # capability → "key=name" of the part that provides it
+    for key, registry, name, args in parts:
+        entry = registry.get(name)
+        if args is not None:
+            check_args(args[0], entry, dict(args[1]), inputs=args[2])
+        provided |= {cap: f"{key}={name}" for cap in registry.provides(name)}
+    for key, registry, name, _ in parts:
+        needs = registry.needs(name)
+        why = f" ({needs.why})" if needs.why else ""
+        for cap in needs.capabilities:
+            if cap not in provided:
+                raise ValueError(f"{key}={name} needs {cap}{why}: {_providers_hint(parts, cap)}")
+        for cap in needs.excludes:
+            if cap in provided:
+                raise ValueError(f"{key}={name} cannot be combined with {provided[cap]}{why}")
+        if cfg.rollout.group_size < needs.min_group_size:
+            raise ValueError(
+                f"{key}={name} needs rollout.group_size >= {needs.min_group_size}{why}, got {cfg.rollout.group_size}"
+            )
+    if cfg.algo.kl_mode == "reward" and "token_rewards" not in provided:
+        raise ValueError(
+            "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
+            f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
+        )
+
+
+def _providers_hint(parts: list[Part], capability: str) -> str:
+    """'set algo.loss=rr_offpolicy' (or the list of choices) for the registries whose entries provide it."""
+    choices = [f"{key}={name}" for key, registry, *_ in parts for name in registry.providers(capability)]
+    return f"set {' or '.join(dict.fromkeys(choices))}" if choices else "no registered part provides it"
+
+
+# Keys that were renamed: an old recipe fails with the new name instead of a bare "unknown key".
+RENAMED = {
+    "trainer.ppo_epochs": "trainer.epochs",
+    **{
+        f"replay.{name}": f"replay.args.{name}"
+        for name in (
+            "capacity", "fresh_fraction", "capacity_per_prompt", "replay_k", "min_cache", "strategy",
+            "advantage_mode", "off_weight",
+        )
+    },
+}  # fmt: skip

@@ -26,9 +26,7 @@ DEVICE_PATTERN = re.compile(r"cpu|auto|mps|cuda(:\d+)?")
 def check_bounds(config: Any) -> None:
     """Every number in every section is finite and within its field's declared bounds; raises ValueError
     naming the key, the value and the allowed range."""
-    from frugalrl.config import Config
-
-    for section in fields(Config):
+    for section in fields(config):
         part = getattr(config, section.name)
         for f in fields(section.default_factory):
             key, value = f"{section.name}.{f.name}", getattr(part, f.name)

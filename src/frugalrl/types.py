@@ -162,3 +162,21 @@ def _concat_generated_at(batches: list[RolloutBatch], step: int | None) -> Tenso
             "current step, the step the fresh rows were generated at"
         )
     return torch.cat([b.generated_at if b.generated_at is not None else b.generation_steps(step) for b in batches])
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample: `temperature` 0 means greedy decoding."""
+
+    n: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError(f"n (responses per problem) must be >= 1, got {self.n}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")

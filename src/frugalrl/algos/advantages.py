@@ -17,7 +17,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from frugalrl.registry import Registry
+from frugalrl.registry import Needs, Registry
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,9 @@ class AdvantageEstimator(Protocol):
 
 advantage_estimators: Registry[AdvantageEstimator] = Registry("advantage estimator")
 
+# With 0/1 rewards A = r is 0 for every wrong answer: the negatives would silently teach nothing.
+SIGNED_WHY = "A = r needs rewards below 0 for wrong answers"
+
 
 @dataclass(frozen=True)
 class GroupStats:
@@ -137,7 +140,7 @@ def grpo_advantages(inputs: AdvantageInputs, *, eps: float = 1e-6, scale_std: bo
     return Advantages(adv.to(inputs.rewards.dtype), _all_rows(inputs))
 
 
-@advantage_estimators.register("reinforce")
+@advantage_estimators.register("reinforce", needs=Needs(("signed_rewards",), why=SIGNED_WHY))
 def reinforce_advantages(inputs: AdvantageInputs, *, std_scale: bool = False, eps: float = 1e-6) -> Advantages:
     """Plain Reinforce: A_i = r_i, no baseline (use with ±1 rewards, ALGORITHMS.md §2).
 
@@ -164,7 +167,7 @@ def mixed_groups(correct: Tensor, group_ids: Tensor, *, tol: float = 1e-6) -> Te
     return (share > tol) & (share < 1.0 - tol)
 
 
-@advantage_estimators.register("reinforce_rej")
+@advantage_estimators.register("reinforce_rej", needs=Needs(("signed_rewards",), why=SIGNED_WHY))
 def reinforce_rej_advantages(inputs: AdvantageInputs) -> Advantages:
     """Reinforce with rejection (Xiong et al. 2025, "A Minimalist Approach", §3): A_i = m(x)·r_i with
     m(x) = 1 iff the group of x has both correct and wrong responses.
@@ -175,7 +178,7 @@ def reinforce_rej_advantages(inputs: AdvantageInputs) -> Advantages:
     return Advantages(torch.where(keep, inputs.rewards, 0.0), keep)
 
 
-@advantage_estimators.register("raft")
+@advantage_estimators.register("raft", provides=("response_rejection",))
 def raft_advantages(inputs: AdvantageInputs) -> Advantages:
     """RAFT / RAFT++ (reward-ranked fine-tuning): train on correct responses only, A_i = 1.
 
@@ -231,7 +234,11 @@ def masked_whiten(x: Tensor, mask: Tensor, *, eps: float = 1e-8) -> Tensor:
     return (x - mean) * torch.rsqrt(var + eps) * mask
 
 
-@advantage_estimators.register("gae")
+@advantage_estimators.register(
+    "gae",
+    needs=Needs(("critic",), why="GAE reads token values V(s_t) from a learned critic"),
+    provides=("token_rewards",),
+)
 def gae_advantages(
     inputs: AdvantageInputs, *, gamma: float = 1.0, lam: float = 0.95, whiten: bool = True
 ) -> Advantages:

@@ -13,7 +13,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from frugalrl.registry import Registry
+from frugalrl.registry import Needs, Registry
 
 Metrics = dict[str, Tensor]
 
@@ -135,6 +135,9 @@ class PolicyLoss(Protocol):
 
 policy_losses: Registry[PolicyLoss] = Registry("policy loss")
 
+# What the update passes every policy loss itself; a recipe's `algo.loss_args` cannot set them.
+LOSS_INPUTS = ("behaviour_logp", "agg", "agg_weights")
+
 
 def _per_token_adv(adv: Tensor) -> Tensor:
     return adv.unsqueeze(-1) if adv.dim() == 1 else adv  # [N, 1] broadcasts over T, or already [N, T]
@@ -204,7 +207,7 @@ def clipped_policy_loss(
     return loss, _ppo_metrics(logp, old_logp, ratio, is_clipped, mask)
 
 
-@policy_losses.register("nll")
+@policy_losses.register("nll", needs=Needs(("response_rejection",), why="RAFT's NLL trains on accepted responses only"))
 def nll_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -233,7 +236,7 @@ def nll_policy_loss(
     return loss, metrics
 
 
-@policy_losses.register("rr_offpolicy")
+@policy_losses.register("rr_offpolicy", provides=("staleness_weight",))
 def rr_offpolicy_policy_loss(
     logp: Tensor,
     old_logp: Tensor,

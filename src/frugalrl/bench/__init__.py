@@ -64,7 +64,6 @@ from frugalrl.bench.analysis import (
     mean_curve,
     reduction,
 )
-from frugalrl.bench.cli import main
 from frugalrl.bench.runner import BenchRunError, RunOutcome, plan_matrix, run_action, run_bench, run_matrix
 from frugalrl.bench.spec import BenchSpec, Budget, Recipe
 from frugalrl.bench.summary import default_metric, summarise
@@ -85,7 +84,6 @@ __all__ = [
     "default_metric",
     "eval_points",
     "first_crossing",
-    "main",
     "mean_curve",
     "plan_matrix",
     "reduction",

@@ -16,7 +16,7 @@ cosmetic keys): reusing a finished 300-step run in a bench that now asks for 600
 budgets, so that is an error naming the keys that differ.
 
 Each training runs in a fresh `python -m frugalrl.cli train` process by default, rather than by calling
-`frugalrl.engine.trainer.train` here, because timings and memory must not depend on what ran before:
+`frugalrl.training.trainer.train` here, because timings and memory must not depend on what ran before:
 in one process, the first run pays one-off costs (lazy imports, kernel and allocator warm-up) inside its
 timed steps that later runs do not; `torch.set_num_threads` from one recipe's `run.threads` stays set for
 the next recipe when that one leaves it at 0; a GPU's cached memory and a vLLM engine are only fully
@@ -126,7 +126,7 @@ def train_command(plan: RunPlan, *, resume: bool) -> list[str]:
 
 def _execute(plan: RunPlan, *, resume: bool, isolation: str) -> None:
     if isolation == "inprocess":
-        from frugalrl.engine.trainer import train
+        from frugalrl.training.trainer import train
 
         train(plan.config, resume=resume)
     else:

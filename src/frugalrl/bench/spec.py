@@ -193,7 +193,7 @@ class BenchSpec:
         return load_config(recipe.config, self.run_overrides(recipe, seed))
 
     def argv(self) -> list[str]:
-        """Command-line arguments of `frugalrl.bench.cli.main` that rebuild this spec."""
+        """Command-line arguments of `frugalrl.cli.bench.main` that rebuild this spec."""
         args: list[str] = []
         for recipe in self.recipes:
             args += ["--recipe", recipe.argument()]

@@ -4,6 +4,7 @@ from frugalrl.data.answers import ANSWER_FORMATS, parse_answer
 from frugalrl.data.arithmetic import LEVELS, iter_problems, make_problems, solution_text
 from frugalrl.data.files import DatasetFormatError, load_problems, load_table, problems_from_dataset, stable_id
 from frugalrl.data.reasoning_gym import load_reasoning_gym, reasoning_gym_strict_reward
+from frugalrl.data.sources import data_sources, problems_of
 from frugalrl.data.templates import plain_prompt, prompt_templates
 
 __all__ = [
@@ -14,10 +15,12 @@ __all__ = [
     "load_problems",
     "load_reasoning_gym",
     "load_table",
+    "data_sources",
     "make_problems",
     "parse_answer",
     "plain_prompt",
     "problems_from_dataset",
+    "problems_of",
     "prompt_templates",
     "reasoning_gym_strict_reward",
     "solution_text",

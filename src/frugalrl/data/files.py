@@ -213,32 +213,48 @@ def problems_from_dataset(
     field_names = [c for c in table.column_names if c not in cols.used()]
     problems, bad_answers, errors = [], [], _Errors()
     for row, record in zip(rows, table.select(rows, keep_in_memory=True), strict=True):
-        question = record[cols.question]
-        if not isinstance(question, str) or not question.strip():
-            problem = f"an empty or non-text '{cols.question}' value (set data.question_column)"
-            errors.add(problem, row, _short(question))
-            continue
-        answer = _answer_text(record[cols.answer])
-        answer = parse_answer(answer, answer_format) if answer is not None else None
-        if answer is None:
-            bad_answers.append((row, record[cols.answer]))
-            continue
-        try:
-            level = parse_level(record[cols.level]) if cols.level else None
-        except ValueError:
-            problem = (
-                f"a '{cols.level}' value that is not a number or 'Level N' "
-                '(set data.level_column, or "" to ignore levels)'
-            )
-            errors.add(problem, row, _short(record[cols.level]))
-            continue
-        fields = {c: record[c] for c in field_names}
-        problems.append(Problem(id=ids[row], question=question, answer=answer, level=level, fields=fields))
+        problem = _row_problem(record, row, ids[row], cols, field_names, answer_format, bad_answers, errors)
+        if problem is not None:
+            problems.append(problem)
     errors.raise_if_any(name)
     _report_bad_answers(bad_answers, len(rows), cols.answer, answer_format, on_bad_answer, name)
     if not problems:
         raise DatasetFormatError(f"dataset {name}: no usable rows left after skipping bad answers")
     return problems
+
+
+LEVEL_FIX = '(set data.level_column, or "" to ignore levels)'
+
+
+def _row_problem(
+    record: dict[str, Any],
+    row: int,
+    id_: str,
+    cols: _Columns,
+    field_names: list[str],
+    answer_format: str,
+    bad_answers: list[tuple[int, Any]],
+    errors: _Errors,
+) -> Problem | None:
+    """The Problem of one row, or None after recording why the row cannot be one (in `errors` or
+    `bad_answers`)."""
+    question = record[cols.question]
+    if not isinstance(question, str) or not question.strip():
+        errors.add(f"an empty or non-text '{cols.question}' value (set data.question_column)", row, _short(question))
+        return None
+    answer = _answer_text(record[cols.answer])
+    answer = parse_answer(answer, answer_format) if answer is not None else None
+    if answer is None:
+        bad_answers.append((row, record[cols.answer]))
+        return None
+    try:
+        level = parse_level(record[cols.level]) if cols.level else None
+    except ValueError:
+        problem = f"a '{cols.level}' value that is not a number or 'Level N' " + LEVEL_FIX
+        errors.add(problem, row, _short(record[cols.level]))
+        return None
+    fields = {c: record[c] for c in field_names}
+    return Problem(id=id_, question=question, answer=answer, level=level, fields=fields)
 
 
 def _resolve_columns(

@@ -54,20 +54,8 @@ def guard_prompts(
     texts = [format_prompt(p.question) for p in problems]
     huge = {i for i, text in enumerate(texts) if len(text) > cap}  # long for sure; only their tail is read
     ids = _encode(tokenizer, [text[-cap:] if i in huge else text for i, text in enumerate(texts)])
-    unk = getattr(tokenizer, "unk_token_id", None)
-    bad = [i for i, row in enumerate(ids) if unk is not None and unk in row]
-    if bad and on_bad_question == "error":
-        examples = "; ".join(_bad_chars_text(problems[i], tokenizer, unk) for i in bad[:_NAMED])
-        more = f" and {len(bad) - _NAMED} more" if len(bad) > _NAMED else ""
-        raise DataError(
-            f"{name}: {len(bad)} question(s) hold characters the model's tokenizer cannot represent "
-            f"({examples}{more}); fix those rows, or set data.on_bad_question=skip to drop them"
-        )
-    skipped = set(bad)
-    kept = [i for i in range(len(problems)) if i not in skipped]
-    if bad:
-        logger.warning("%s: skipped %d question(s) with characters the tokenizer cannot represent", name, len(bad))
-    long = [i for i in kept if i in huge or len(ids[i]) > max_tokens]
+    kept = _representable(problems, ids, tokenizer, on_bad_question, name)
+    long = {i for i in kept if i in huge or len(ids[i]) > max_tokens}
     if long and on_long_prompt == "error":
         longest = max(long, key=lambda i: (len(texts[i]), len(ids[i])))
         size = f"{len(texts[longest])} characters" if longest in huge else f"{len(ids[longest])} tokens"
@@ -76,23 +64,38 @@ def guard_prompts(
             f"(longest: problem {problems[longest].id!r}, {size}); "
             "set data.on_long_prompt=truncate or skip, or shorten those questions"
         )
-    out, cut, dropped = [], 0, 0
-    for i in kept:
-        problem = problems[i]
-        if i in huge or len(ids[i]) > max_tokens:
-            truncate = on_long_prompt == "truncate"
-            problem = _truncated(problem, tokenizer, format_prompt, max_tokens, cap) if truncate else None
-            cut, dropped = cut + (problem is not None), dropped + (problem is None)
-        if problem is not None:
-            out.append(problem)
-    if cut or dropped:
+    truncate = on_long_prompt == "truncate"
+    fitted = {i: _truncated(problems[i], tokenizer, format_prompt, max_tokens, cap) if truncate else None for i in long}
+    out = [p for p in (fitted[i] if i in long else problems[i] for i in kept) if p is not None]
+    if long:
+        truncated = sum(p is not None for p in fitted.values())
         logger.warning(
             "%s: %d prompt(s) over %d tokens (the limit set by %s): %d truncated, %d skipped",
-            name, cut + dropped, max_tokens, limit_source, cut, dropped,
+            name, len(long), max_tokens, limit_source, truncated, len(long) - truncated,
         )  # fmt: skip
     if not out:
         raise DataError(f"{name}: no problems left after dropping bad questions and long prompts")
     return out
+
+
+def _representable(
+    problems: Sequence[Problem], ids: list[list[int]], tokenizer: Any, on_bad: str, name: str
+) -> list[int]:
+    """Indices of the problems whose prompt has no ``<unk>`` token; the others raise (``error``) or are
+    dropped with a warning (``skip``)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    bad = [i for i, row in enumerate(ids) if unk is not None and unk in row]
+    if bad and on_bad == "error":
+        examples = "; ".join(_bad_chars_text(problems[i], tokenizer, unk) for i in bad[:_NAMED])
+        more = f" and {len(bad) - _NAMED} more" if len(bad) > _NAMED else ""
+        raise DataError(
+            f"{name}: {len(bad)} question(s) hold characters the model's tokenizer cannot represent "
+            f"({examples}{more}); fix those rows, or set data.on_bad_question=skip to drop them"
+        )
+    if bad:
+        logger.warning("%s: skipped %d question(s) with characters the tokenizer cannot represent", name, len(bad))
+    skipped = set(bad)
+    return [i for i in range(len(problems)) if i not in skipped]
 
 
 def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:

@@ -1,4 +1,9 @@
-"""PPO's learned critic: a value model, its token values, and its clipped regression update.
+"""Critics (`critic.kind`): `none`, and PPO's `value_model` — a value model, its token values, and its
+clipped regression update. The trainer calls the same three methods whatever the kind:
+
+    inputs, old_values, metrics = critic.advantage_inputs(inputs, batch, ref_model)   → before the estimator
+    metrics = critic.update(batch, returns, old_values)                                → after the policy update
+    critic.state_dict() / critic.load_state_dict(state)                                → checkpoints
 
 The value model is the policy's architecture with the language-model head replaced by a fresh scalar head,
 its transformer initialised from the policy's weights (ALGORITHMS.md §3). V_t, the value of the state in
@@ -11,15 +16,17 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 from transformers import AutoModel
 
 from frugalrl.algos import AdvantageInputs, aggregation_weights, clipped_value_loss, kl_estimators
+from frugalrl.engine.passes import micro_chunks, run_passes
 from frugalrl.engine.policy import DTYPES, sequence_inputs
-from frugalrl.engine.update import batch_logprobs, micro_chunks
+from frugalrl.engine.update import batch_logprobs
+from frugalrl.registry import Registry
 from frugalrl.types import RolloutBatch
 
 
@@ -78,6 +85,39 @@ class CriticSettings:
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW's, the policy's by default (trainer.betas)
 
 
+class CriticPart(Protocol):
+    def advantage_inputs(
+        self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
+    ) -> tuple[AdvantageInputs, Tensor | None, dict[str, float]]: ...
+
+    def update(self, batch: RolloutBatch, returns: Tensor | None, old_values: Tensor | None) -> dict[str, Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+critics: Registry[Any] = Registry("critic")
+
+
+class NoCritic:
+    """Outcome advantages only: nothing to add, nothing to train."""
+
+    def advantage_inputs(
+        self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
+    ) -> tuple[AdvantageInputs, Tensor | None, dict[str, float]]:
+        return inputs, None, {}
+
+    def update(self, batch: RolloutBatch, returns: Tensor | None, old_values: Tensor | None) -> dict[str, Tensor]:
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
 class Critic:
     """The value model, its optimiser, and the two things PPO asks of it each step.
 
@@ -132,13 +172,9 @@ class Critic:
         s, n = self.settings, batch.num_rows
         if n == 0:
             return {}
-        logs: dict[str, list[Tensor]] = defaultdict(list)
-        for _ in range(s.epochs):
-            order = torch.randperm(n) if s.epochs > 1 or s.mini_batches > 1 else torch.arange(n)
-            for mini in order.chunk(s.mini_batches):
-                for key, value in self._step(batch, returns, old_values, mini).items():
-                    logs[key].append(value)
-        return {key: torch.stack(values).mean() for key, values in logs.items()}
+        return run_passes(
+            lambda rows: self._step(batch, returns, old_values, rows), n, epochs=s.epochs, mini_batches=s.mini_batches
+        )
 
     def _step(self, batch: RolloutBatch, returns: Tensor, old_values: Tensor, rows: Tensor) -> dict[str, Tensor]:
         device = self.model.device
@@ -175,3 +211,16 @@ class Critic:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+@critics.register("none")
+def no_critic(model_path: str, settings: CriticSettings, *, device: str, dtype: str) -> NoCritic:
+    """No critic: outcome advantages (every estimator but GAE)."""
+    del model_path, settings, device, dtype
+    return NoCritic()
+
+
+@critics.register("value_model", provides=("critic",))
+def value_model_critic(model_path: str, settings: CriticSettings, *, device: str, dtype: str) -> Critic:
+    """PPO's value model, initialised from the policy's starting weights at `model_path`, with its optimiser."""
+    return Critic(ValueModel.from_policy(model_path, device=device, dtype=dtype), settings)

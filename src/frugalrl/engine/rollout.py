@@ -13,7 +13,6 @@ the samples, so replay methods get them without an extra pass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -22,25 +21,7 @@ from transformers.cache_utils import Cache
 
 from frugalrl.algos import token_logprobs
 from frugalrl.registry import Registry
-from frugalrl.types import Problem, RolloutBatch
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to sample: `temperature` 0 means greedy decoding."""
-
-    n: int = 1
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-
-    def __post_init__(self) -> None:
-        if self.n < 1:
-            raise ValueError(f"n (responses per problem) must be >= 1, got {self.n}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+from frugalrl.types import Problem, RolloutBatch, SamplingParams
 
 
 class HFGenerateBackend:

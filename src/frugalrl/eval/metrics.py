@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from frugalrl.engine.rollout import SamplingParams
-from frugalrl.types import Problem, RolloutBatch
+from frugalrl.types import Problem, RolloutBatch, SamplingParams
 
 Correctness = Callable[[RolloutBatch], list[bool]]
 

@@ -4,7 +4,8 @@
     reward = reward_functions.get("limr")(completions, answers, truncated=truncated)   # list[float]
 
 See ALGORITHMS.md §1. `extract` is pure string work, `verify` runs math-verify in a worker process,
-`functions` holds the registered reward functions and LIMR's format rules.
+`functions` holds the registered reward functions and LIMR's format rules, `scoring` fills a rollout
+batch's rewards.
 """
 
 from frugalrl.rewards.extract import compare_fast, count_boxed, extract_boxed, normalize_answer, parse_number
@@ -19,6 +20,7 @@ from frugalrl.rewards.functions import (
     limr_reward,
     reward_functions,
 )
+from frugalrl.rewards.scoring import score_batch
 from frugalrl.rewards.verify import (
     DEFAULT_TIMEOUT_S,
     MathVerifyWorker,
@@ -48,5 +50,6 @@ __all__ = [
     "normalize_answer",
     "parse_number",
     "reward_functions",
+    "score_batch",
     "verify_answer",
 ]

@@ -166,7 +166,7 @@ def correctness_reward(
     ]
 
 
-@reward_functions.register("correctness_pm1")
+@reward_functions.register("correctness_pm1", provides=("signed_rewards",))
 def correctness_pm1_reward(
     completions: list[str], answers: list[str], *, verifier_timeout: float = DEFAULT_TIMEOUT_S, **fields: Any
 ) -> list[float]:
@@ -182,7 +182,7 @@ def correctness_pm1_reward(
     ]
 
 
-@reward_functions.register("limr")
+@reward_functions.register("limr", provides=("signed_rewards",))
 def limr_reward(
     completions: list[str],
     answers: list[str],

@@ -154,6 +154,8 @@ class DotsSelector:
     """Serves the prompts whose predicted pass rate is closest to α; see the module docstring and
     docs/selection.md. Construct as ``DotsSelector(problems, seed=..., context=SelectorContext(...), **args)``."""
 
+    Args = DotsArgs
+
     def __init__(
         self, problems: list[Problem], *, seed: int, context: SelectorContext | None = None, **selector_args: Any
     ) -> None:
@@ -371,6 +373,6 @@ def _index_by_id(problems: list[Problem]) -> dict[str, int]:
 
 
 def _default_cache_dir():
-    from frugalrl.testbed.base import cache_root
+    from frugalrl.paths import cache_root
 
     return cache_root() / "embeddings"

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos.advantages import correct_share
-from frugalrl.registry import Registry
+from frugalrl.registry import Needs, Registry
 
 
 class GroupFilter(Protocol):
@@ -23,20 +23,23 @@ class GroupFilter(Protocol):
 
 group_filters: Registry[GroupFilter] = Registry("group filter")
 
+# These judge a group by the spread of its responses: with G = 1 every group is all correct or all wrong.
+SPREAD = Needs(min_group_size=2, why="it judges a group by the spread of its responses")
 
-@group_filters.register("drop_all_correct")
+
+@group_filters.register("drop_all_correct", needs=SPREAD)
 def drop_all_correct(correct: Tensor, group_ids: Tensor, *, tol: float = 1e-6) -> Tensor:
     """Keep [N]: False for rows of groups whose responses are all correct (share ≥ 1 − tol)."""
     return correct_share(correct, group_ids) < 1.0 - tol
 
 
-@group_filters.register("drop_all_wrong")
+@group_filters.register("drop_all_wrong", needs=SPREAD)
 def drop_all_wrong(correct: Tensor, group_ids: Tensor, *, tol: float = 1e-6) -> Tensor:
     """Keep [N]: False for rows of groups whose responses are all wrong (share ≤ tol)."""
     return correct_share(correct, group_ids) > tol
 
 
-@group_filters.register("drop_zero_variance")
+@group_filters.register("drop_zero_variance", needs=SPREAD)
 def drop_zero_variance(correct: Tensor, group_ids: Tensor, *, tol: float = 1e-6) -> Tensor:
     """Keep [N]: only groups with both correct and wrong responses (DAPO's dynamic-sampling criterion)."""
     return drop_all_correct(correct, group_ids, tol=tol) & drop_all_wrong(correct, group_ids, tol=tol)

@@ -68,6 +68,10 @@ selectors: Registry[type[PromptSelector]] = Registry("prompt selector")
 class UniformSelector:
     """Epochs over the training set in a fresh random order each epoch (sampling without replacement)."""
 
+    @dataclass(frozen=True)
+    class Args:
+        """`uniform` takes no selector_args."""
+
     def __init__(
         self, problems: list[Problem], *, seed: int, context: SelectorContext | None = None, **selector_args: Any
     ) -> None:

@@ -2,18 +2,18 @@
 
 ``ensure_base()`` returns a directory that ``AutoModelForCausalLM.from_pretrained`` and
 ``AutoTokenizer.from_pretrained`` load: the base shipped with the package, or one built and cached from a
-custom `Recipe`. Prompts are formatted with `frugalrl.data.templates.plain_prompt`.
+custom `BaseSpec`. Prompts are formatted with `frugalrl.data.templates.plain_prompt`.
 """
 
 from frugalrl.testbed.base import SHIPPED_BASE, build_base, cache_root, ensure_base, read_recipe_record
+from frugalrl.testbed.base_spec import BaseSpec, SFTPhase
 from frugalrl.testbed.model import MODEL_PRESETS, build_model, model_config, n_params
-from frugalrl.testbed.recipe import Recipe, SFTPhase
 from frugalrl.testbed.tokenizer import build_tokenizer
 
 __all__ = [
     "MODEL_PRESETS",
     "SHIPPED_BASE",
-    "Recipe",
+    "BaseSpec",
     "SFTPhase",
     "build_base",
     "build_model",

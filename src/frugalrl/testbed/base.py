@@ -9,7 +9,6 @@ built from the default recipe, else a cached build under ``$FRUGALRL_CACHE/testb
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 import tempfile
@@ -20,19 +19,14 @@ import torch
 import transformers
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from frugalrl.paths import cache_root
+from frugalrl.testbed.base_spec import BUILD_VERSION, BaseSpec
 from frugalrl.testbed.model import build_model, n_params
-from frugalrl.testbed.recipe import BUILD_VERSION, Recipe
 from frugalrl.testbed.sft import train_phase
 from frugalrl.testbed.tokenizer import build_tokenizer
 
 SHIPPED_BASE = Path(__file__).parent / "assets" / "base"
 RECIPE_FILE = "recipe.json"  # written last: a directory without it is an unfinished build
-
-
-def cache_root() -> Path:
-    """``$FRUGALRL_CACHE`` if set, else ``~/.cache/frugalrl``."""
-    env = os.environ.get("FRUGALRL_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "frugalrl"
 
 
 def read_recipe_record(path: str | Path) -> dict | None:
@@ -42,20 +36,20 @@ def read_recipe_record(path: str | Path) -> dict | None:
 
 
 def build_base(
-    recipe: Recipe | None = None,
+    recipe: BaseSpec | None = None,
     out_dir: str | Path | None = None,
     *,
     progress: bool = True,
     threads: int | None = None,
 ) -> Path:
-    """Trains the base of `recipe` (default `Recipe()`) and saves it, HF format, to `out_dir`.
+    """Trains the base of `recipe` (default `BaseSpec()`) and saves it, HF format, to `out_dir`.
 
     `out_dir` defaults to the cache directory of the recipe's hash. The build writes into a temporary
     sibling and renames it into place, so an interrupted build never leaves a directory that looks
     finished. `threads`, if given, sets torch's CPU threads for the build (restored afterwards; the shipped
     base used 2). Results are bit-reproducible for a given recipe, thread count and machine.
     """
-    recipe = recipe or Recipe()
+    recipe = recipe or BaseSpec()
     out = Path(out_dir) if out_dir is not None else cache_root() / "testbed" / recipe.hash()
     out.parent.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
@@ -98,7 +92,7 @@ def build_base(
         torch.set_num_threads(old_threads)
 
 
-def _train_all(model, tokenizer, recipe: Recipe, progress: bool) -> list[list[float]]:
+def _train_all(model, tokenizer, recipe: BaseSpec, progress: bool) -> list[list[float]]:
     total = sum(p.steps for p in recipe.phases)
     columns = (
         TextColumn("[bold]testbed base[/] {task.description}"),
@@ -119,7 +113,7 @@ def _train_all(model, tokenizer, recipe: Recipe, progress: bool) -> list[list[fl
 
 
 def ensure_base(
-    recipe: Recipe | None = None,
+    recipe: BaseSpec | None = None,
     cache_dir: str | Path | None = None,
     *,
     progress: bool = True,
@@ -130,7 +124,7 @@ def ensure_base(
     Prefers the shipped base when its recorded hash is the recipe's; then ``<cache_dir>/testbed/<hash>``
     (`cache_dir` defaults to `cache_root()`); else builds there (about 10 minutes on 2 CPU threads).
     """
-    recipe = recipe or Recipe()
+    recipe = recipe or BaseSpec()
     digest = recipe.hash()
     shipped = read_recipe_record(SHIPPED_BASE)
     if shipped is not None and shipped["hash"] == digest:

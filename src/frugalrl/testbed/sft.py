@@ -11,7 +11,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from frugalrl.data.arithmetic import iter_problems, solution_text
 from frugalrl.data.templates import plain_prompt
-from frugalrl.testbed.recipe import Recipe, SFTPhase
+from frugalrl.testbed.base_spec import BaseSpec, SFTPhase
 from frugalrl.types import Problem
 
 BUCKET_POOL = 8  # batches drawn, sorted by length and shuffled together (see `phase_batches`)
@@ -52,7 +52,7 @@ def lr_at(step: int, phase: SFTPhase) -> float:
     return floor + (phase.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def phase_batches(recipe: Recipe, index: int, tokenizer: PreTrainedTokenizerBase) -> Iterator[dict]:
+def phase_batches(recipe: BaseSpec, index: int, tokenizer: PreTrainedTokenizerBase) -> Iterator[dict]:
     """Endless training batches of phase `index` (its own problem stream and corruption draws).
 
     Problems are drawn `BUCKET_POOL` batches at a time, sorted by length and cut into batches that are
@@ -80,7 +80,7 @@ def phase_batches(recipe: Recipe, index: int, tokenizer: PreTrainedTokenizerBase
 
 def train_phase(
     model: PreTrainedModel,
-    recipe: Recipe,
+    recipe: BaseSpec,
     index: int,
     tokenizer: PreTrainedTokenizerBase,
     on_step: Callable[[int, float], None] | None = None,

@@ -58,7 +58,7 @@ def _load(items: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from frugalrl.engine.trainer import train
+    from frugalrl.training.trainer import train
 
     config = _load(args.config)
     run_dir = train(config, resume=args.resume)
@@ -82,7 +82,7 @@ def resolve_eval_model(model: str) -> tuple[str, Path | None]:
 def cmd_eval(args: argparse.Namespace) -> None:
     import torch
 
-    from frugalrl.engine.evaluation import evaluate_model
+    from frugalrl.training.evaluation import evaluate_model
 
     model, run_config = resolve_eval_model(args.model)
     items = list(args.config)
@@ -106,9 +106,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
 def cmd_testbed_build(args: argparse.Namespace) -> None:
     from frugalrl.testbed import build_base
     from frugalrl.testbed.base import SHIPPED_BASE
-    from frugalrl.testbed.recipe import Recipe
+    from frugalrl.testbed.base_spec import BaseSpec
 
-    recipe = Recipe()
+    recipe = BaseSpec()
     out = Path(args.out) if args.out else None
     if args.shipped:
         out = SHIPPED_BASE
@@ -118,9 +118,9 @@ def cmd_testbed_build(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The default GRPO recipe on the testbed for four minutes of training, evaluated before and after."""
-    from frugalrl.engine.trainer import train
     from frugalrl.errors import RunExistsError
     from frugalrl.testbed import ensure_base
+    from frugalrl.training.trainer import train
 
     console.print("[bold]frugalrl demo[/]: GRPO on the built-in arithmetic testbed (CPU, about six minutes)")
     ensure_base()
@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     build_p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the build")
     build_p.set_defaults(func=cmd_testbed_build)
 
-    from frugalrl.bench.cli import add_arguments as add_bench_arguments
-    from frugalrl.bench.cli import cmd_bench
+    from frugalrl.cli.bench import add_arguments as add_bench_arguments
+    from frugalrl.cli.bench import cmd_bench
 
     bench_p = sub.add_parser(
         "bench", help="compare recipes over seeds on a budget (sample-efficiency benchmark)", formatter_class=fmt
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench_arguments(bench_p)
     bench_p.set_defaults(func=cmd_bench)
 
-    from frugalrl.selection.cli import add_arguments as add_selection_arguments
+    from frugalrl.cli.selection import add_arguments as add_selection_arguments
 
     selection_p = sub.add_parser("selection", help="offline tools of the online selectors (DOTS predictor)")
     add_selection_arguments(selection_p)
@@ -215,7 +215,3 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     with error_boundary(console, debug=debug):  # one line and exit 2 for user errors; 130 for Ctrl-C
         args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

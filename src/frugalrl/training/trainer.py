@@ -4,7 +4,7 @@ One step: select prompts (the selector may roll out reference prompts of its own
 each → score → filter groups → mix in replayed rows → advantages (rejected rows dropped; PPO's critic adds
 values first) → policy update (and critic update) → log; every few steps or responses evaluate and
 checkpoint. Every arrow is a call into a part chosen by name in the config (selector, reward function,
-replay kind, advantage estimator, policy loss): the loop itself never branches on the algorithm.
+replay kind, critic, advantage estimator, policy loss): the loop itself never branches on the algorithm.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -23,32 +22,32 @@ from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import Config, to_yaml
+from frugalrl.data import problems_of
 from frugalrl.engine.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
-from frugalrl.engine.critic import Critic, CriticSettings, ValueModel
 from frugalrl.engine.display import ProgressDisplay
-from frugalrl.engine.evaluation import held_out_metrics, protocol_of
-from frugalrl.engine.guards import (
+from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
+from frugalrl.engine.update import batch_logprobs, policy_update
+from frugalrl.replay import replay_kinds
+from frugalrl.rewards import reward_functions, score_batch
+from frugalrl.selection import SelectorContext, apply_filters, selectors
+from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
+from frugalrl.training.build import (
+    build_critic,
+    build_optimizer,
+    load_policy_and_backend,
+    resolve_device,
+    resolve_model_path,
+    update_settings,
+)
+from frugalrl.training.evaluation import held_out_metrics, protocol_of
+from frugalrl.training.guards import (
     check_resumable,
     guarded_problems,
     interruption,
     open_run_dir,
     refuse_existing_run,
 )
-from frugalrl.engine.rollout import SamplingParams
-from frugalrl.engine.setup import (
-    build_optimizer,
-    load_policy_and_backend,
-    load_problems,
-    resolve_device,
-    resolve_model_path,
-)
-from frugalrl.engine.step_metrics import batch_metrics, prompt_stats, score_batch
-from frugalrl.engine.update import UpdateSettings, batch_logprobs, policy_update
-from frugalrl.replay.parts import replay_parts
-from frugalrl.rewards import reward_functions
-from frugalrl.selection import SelectorContext, apply_filters, selectors
-from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
-from frugalrl.types import Problem, RolloutBatch, concat_batches
+from frugalrl.types import Problem, RolloutBatch, SamplingParams, concat_batches
 
 
 @dataclass
@@ -80,7 +79,7 @@ class Trainer:
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
-        problems = load_problems(cfg.data)  # a data error surfaces before the model loads
+        problems = problems_of(cfg.data)  # a data error surfaces before the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
@@ -95,29 +94,15 @@ class Trainer:
         self.selector = selectors.get(cfg.select.selector)(
             self.train_set, seed=cfg.run.seed, context=context, **cfg.select.selector_args
         )
-        self.replay = replay_parts.get(cfg.replay.kind)(seed=cfg.run.seed, **_replay_args(cfg))
+        self.replay = replay_kinds.get(cfg.replay.kind)(seed=cfg.run.seed, **cfg.replay.args)
         self.reward_fn = reward_functions.get(cfg.algo.reward)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
-        self.update_settings = UpdateSettings(
-            loss=cfg.algo.loss,
-            loss_args=dict(cfg.algo.loss_args),
-            agg=cfg.algo.agg,
-            temperature=cfg.rollout.temperature,
-            ppo_epochs=cfg.trainer.ppo_epochs,
-            mini_batches=cfg.trainer.mini_batches,
-            micro_batch_size=cfg.trainer.micro_batch_size,
-            grad_clip=cfg.trainer.grad_clip,
-            kl_coef=cfg.algo.kl_coef if cfg.algo.kl_mode == "loss" else 0.0,
-            kl_estimator=cfg.algo.kl_estimator,
-            entropy_coef=cfg.algo.entropy_coef,
-            replayed_ratio=self.replay.replayed_ratio,
-            replayed_weight=self.replay.replayed_weight,
-        )
+        self.update_settings = update_settings(cfg)
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
         )
-        self.critic = _build_critic(cfg) if cfg.algo.needs_critic else None
+        self.critic = build_critic(cfg)
         self.eval_protocol = protocol_of(cfg)
         self.counters = Counters()
         self._warned_short = False
@@ -168,27 +153,27 @@ class Trainer:
         self.counters.step, self._timings = step, timings
         pad_id = self.policy.tokenizer.pad_token_id
         fresh_prompts = self.replay.fresh_prompts(cfg.trainer.prompts_per_step)
-        batch, passed, rounds = self._rollout(step, timings, fresh_prompts)
-        filtered, is_off = self.replay.mix(step, batch, passed, pad_id=pad_id)
+        batch, passed, rounds = self._collect(step, timings, fresh_prompts)
+        filtered, is_off = self.replay.assemble(step, batch, passed, pad_id=pad_id)
         inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
-        if self.critic is not None:
-            with _timed(timings, "time/values"):
-                inputs, old_values, critic_metrics = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
+        with _timed(timings, "time/values"):
+            inputs, old_values, critic_metrics = self.critic.advantage_inputs(inputs, filtered, self.ref_model)
+        if old_values is None:  # no critic: nothing was timed worth a metric
+            del timings["time/values"]
         adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
         with _timed(timings, "time/update"):
             update_metrics = policy_update(
                 self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
-                ref_model=self.ref_model, is_off=is_off[adv.keep],
+                ref_model=self.ref_model, is_off=is_off[adv.keep], loss_inputs=self.replay.loss_inputs,
             )  # fmt: skip
-            if self.critic is not None:
-                update_metrics |= self.critic.update(train_batch, adv.returns[adv.keep], old_values[adv.keep])
-                update_metrics |= critic_metrics
+            kept = [None if x is None else x[adv.keep] for x in (adv.returns, old_values)]
+            update_metrics |= self.critic.update(train_batch, *kept) | critic_metrics
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
         metrics = batch_metrics(batch, adv, trained_rows=fresh_trained, token_mask=train_batch.response_mask)
-        self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.ppo_epochs
+        self.counters.train_tokens += int(train_batch.response_mask.sum()) * cfg.trainer.epochs
         self.counters.effective_steps += int(metrics["data/effective_step"])
         metrics["data/sampling_rounds"] = rounds
         metrics["data/filtered_responses"] = int((~passed).sum())
@@ -198,7 +183,7 @@ class Trainer:
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
-    def _rollout(self, step: int, timings: dict[str, float], num_prompts: int) -> tuple[RolloutBatch, Tensor, int]:
+    def _collect(self, step: int, timings: dict[str, float], num_prompts: int) -> tuple[RolloutBatch, Tensor, int]:
         """Select → generate → score → filter, repeated while dynamic sampling still lacks B groups.
 
         Returns every generated response, the rows that passed the group filters [N] and the rounds used.
@@ -304,8 +289,7 @@ class Trainer:
             self.run_dir, lambda path: load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         )
         self.selector.load_state_dict(loop["selector"])
-        if self.critic is not None:
-            self.critic.load_state_dict(loop["critic"])
+        self.critic.load_state_dict(loop.get("critic", {}))
         self.replay.load_state_dict(loop["replay"])
         self.counters = Counters(**loop["counters"])
         return self.counters.step
@@ -315,9 +299,8 @@ class Trainer:
             "counters": asdict(self.counters),
             "selector": self.selector.state_dict(),
             "replay": self.replay.state_dict(),
+            "critic": self.critic.state_dict(),
         }
-        if self.critic is not None:
-            loop["critic"] = self.critic.state_dict()
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
 
 
@@ -338,31 +321,6 @@ class _timed:
 
     def __exit__(self, *exc: object) -> None:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
-
-
-def _replay_args(cfg: Config) -> dict[str, Any]:
-    args = asdict(cfg.replay)
-    del args["kind"]
-    return args
-
-
-def _build_critic(cfg: Config) -> Critic:
-    """PPO's value model, initialised from the policy's starting weights, with its own optimiser."""
-    model = ValueModel.from_policy(
-        resolve_model_path(cfg.model.path), device=resolve_device(cfg.run.device), dtype=cfg.model.dtype
-    )
-    settings = CriticSettings(
-        lr=cfg.critic.lr,
-        value_clip=cfg.critic.value_clip,
-        epochs=cfg.critic.epochs,
-        mini_batches=cfg.critic.mini_batches,
-        micro_batch_size=cfg.trainer.micro_batch_size,
-        grad_clip=cfg.trainer.grad_clip,
-        kl_in_reward=cfg.algo.kl_coef if cfg.algo.kl_mode == "reward" else 0.0,
-        temperature=cfg.rollout.temperature,
-        betas=(cfg.trainer.betas[0], cfg.trainer.betas[1]),
-    )
-    return Critic(model, settings)
 
 
 def _seed_everything(seed: int) -> None:

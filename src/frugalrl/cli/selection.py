@@ -60,20 +60,21 @@ def tasks_from_stats(stats: StatsStore, index: dict[str, int], *, window: int) -
 def _run_problems(run: Path) -> tuple[list[Problem], str]:
     """The training problems and resolved base-model path of the run in `run`, rebuilt from its config."""
     from frugalrl.config import load_config
-    from frugalrl.engine.setup import load_problems, resolve_model_path
+    from frugalrl.data import problems_of
+    from frugalrl.training.build import resolve_model_path
 
     if not (run / "config.yaml").is_file() or not (run / "stats.sqlite").is_file():
         raise SystemExit(f"{run} is not a run directory (needs config.yaml and stats.sqlite)")
     config = load_config(run / "config.yaml")
-    train, _ = load_problems(config.data)
+    train, _ = problems_of(config.data)
     return train, resolve_model_path(config.model.path)
 
 
 def cmd_train_predictor(args: argparse.Namespace) -> None:
+    from frugalrl.paths import cache_root
     from frugalrl.selection.embedders import build_embedder, embed_problems
     from frugalrl.selection.predictor import prepare_embeddings
     from frugalrl.selection.trained_predictor import save_predictor, train_predictor
-    from frugalrl.testbed.base import cache_root
 
     runs = [Path(r) for r in args.runs]
     problems: dict[str, Problem] = {}  # the union of the runs' training sets, embedded once

@@ -1,4 +1,4 @@
-"""Command line of the bench: `frugalrl bench ...` (also `python -m frugalrl.bench ...`).
+"""Command line of the bench: `frugalrl bench ...` (also `python -m frugalrl.cli bench ...`).
 
 To mount it as a subcommand of `frugalrl`: `add_arguments(sub.add_parser("bench", ...))` and
 `set_defaults(func=cmd_bench)`.

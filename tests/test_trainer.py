@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from frugalrl.cli import main
-from frugalrl.config import load_config
+from frugalrl.config import ConfigError, load_config
+from frugalrl.data import problems_of
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
-from frugalrl.engine.setup import load_problems
-from frugalrl.engine.trainer import Trainer
 from frugalrl.testbed import ensure_base
 from frugalrl.tracking import RunDir, StatsStore, read_metrics
+from frugalrl.training.trainer import Trainer
 
 TINY = [
     "model.path=testbed",
@@ -99,6 +99,7 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
 def test_ppo_trains_policy_and_critic_and_resumes_exactly(tmp_path):
     ppo = [
         "algo.advantage=gae",
+        "critic.kind=value_model",
         "rollout.group_size=1",
         "trainer.prompts_per_step=16",
         "algo.kl_coef=0.05",
@@ -194,7 +195,7 @@ def test_file_dataset_feeds_training_with_a_held_out_part(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     config = load_config(None, ["data.source=file", f"data.path={path}", "data.eval_size=5"])
-    train, held_out = load_problems(config.data)
+    train, held_out = problems_of(config.data)
     assert len(train) == 25 and len(held_out) == 5
     assert not {p.id for p in train} & {p.id for p in held_out}
 
@@ -223,7 +224,7 @@ def test_rollout_replay_halves_generation_and_resumes_exactly(tmp_path):
     rr = [
         "replay.kind=rr",
         "algo.loss=rr_offpolicy",
-        "replay.fresh_fraction=0.5",
+        "replay.args.fresh_fraction=0.5",
         "trainer.max_steps=4",
         "trainer.checkpoint_every=2",
         "eval.every=0",
@@ -250,9 +251,9 @@ def test_repo_replays_past_responses_of_revisited_prompts_and_resumes_exactly(tm
     repo = [
         "replay.kind=repo",
         "data.train_size=16",  # 8 prompts a step: every prompt comes back every 2 steps
-        "replay.capacity_per_prompt=8",
-        "replay.min_cache=4",
-        "replay.replay_k=2",
+        "replay.args.capacity_per_prompt=8",
+        "replay.args.min_cache=4",
+        "replay.args.replay_k=2",
         "trainer.max_steps=4",
         "trainer.checkpoint_every=3",
         "eval.every=0",
@@ -284,3 +285,14 @@ def test_dots_counts_its_reference_rollouts_logs_select_metrics_and_resumes_exac
     # (select/spearman is left out of a round whose held-out references share one label)
     assert {"select/mae", "select/calib_slope", "select/reference_responses"} <= set(records[0])
     assert records[0]["select/reference_responses"] == 32
+
+
+def test_a_run_saved_with_a_renamed_key_fails_to_resume_with_the_new_name(tmp_path):
+    # a run directory from before `trainer.ppo_epochs` became `trainer.epochs`: its saved config names the old key
+    Trainer(_tiny(tmp_path, "old", "trainer.max_steps=1", "eval.at_start=false")).run()
+    saved = tmp_path / "old" / "config.yaml"
+    text = saved.read_text()
+    assert "  prompts_per_step: 8\n  epochs: 1\n" in text
+    saved.write_text(text.replace("  prompts_per_step: 8\n  epochs: 1\n", "  prompts_per_step: 8\n  ppo_epochs: 1\n"))
+    with pytest.raises(ConfigError, match="'trainer.ppo_epochs' was renamed: set trainer.epochs instead"):
+        Trainer(_tiny(tmp_path, "old", "trainer.max_steps=2", "eval.at_start=false")).run(resume=True)

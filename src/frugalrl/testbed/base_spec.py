@@ -1,4 +1,4 @@
-"""The warm-start recipe: every choice that determines the testbed base model, and the hash that names it.
+"""The base spec: every choice of the warm start that determines the testbed base model, and its hash.
 
 The hash keys the cache directory and is written into the saved base (``recipe.json``), so a base built
 from different hyperparameters, or by a build function whose output changed, is never mistaken for
@@ -47,7 +47,7 @@ def _default_phases() -> tuple[SFTPhase, ...]:
 
 
 @dataclass(frozen=True)
-class Recipe:
+class BaseSpec:
     """Everything that determines the testbed base: model shape, data, optimisation and seed."""
 
     seed: int = 0  # drives initialisation, the training problems and the answer corruption
@@ -72,7 +72,7 @@ class Recipe:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> Recipe:
+    def from_dict(cls, d: dict) -> BaseSpec:
         d = dict(d)
         phases = tuple(
             SFTPhase(**{**p, "levels": tuple(p["levels"]) if p.get("levels") else None}) for p in d.pop("phases")

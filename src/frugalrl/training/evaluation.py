@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 
 from frugalrl.config import Config
-from frugalrl.engine.guards import guarded_problems
+from frugalrl.data import problems_of
 from frugalrl.engine.rollout import HFGenerateBackend
-from frugalrl.engine.setup import load_policy_and_backend, load_problems
-from frugalrl.engine.step_metrics import score_batch
 from frugalrl.eval import EvalProtocol, evaluate
-from frugalrl.rewards import RewardFunction, reward_functions
+from frugalrl.rewards import RewardFunction, reward_functions, score_batch
+from frugalrl.training.build import load_policy_and_backend
+from frugalrl.training.guards import guarded_problems
 from frugalrl.types import Problem, RolloutBatch
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
@@ -45,7 +45,7 @@ def held_out_metrics(
 
 def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
-    _, held_out = load_problems(config.data)  # a data error surfaces before the model loads
+    _, held_out = problems_of(config.data)  # a data error surfaces before the model loads
     policy, backend = load_policy_and_backend(model, config)
     _, held_out = guarded_problems(config, policy, [], held_out)
     protocol = protocol_of(config)
