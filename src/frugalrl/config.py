@@ -21,13 +21,13 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
 from frugalrl.algos.losses import LOSS_INPUTS
 from frugalrl.config_checks import check_bounds, check_device, check_run_name, check_threads, load_recipe_file
-from frugalrl.data import data_sources, prompt_templates
+from frugalrl.data import DEFAULT_SYSTEM_PROMPT, data_sources, prompt_templates
 from frugalrl.engine.critic import critics
 from frugalrl.engine.rollout import rollout_backends
 from frugalrl.errors import ConfigError
-from frugalrl.registry import Registry, check_args
+from frugalrl.registry import Registry, check_args, describe_args
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import reward_functions
+from frugalrl.rewards import answer_extractors, make_reward_function, reward_functions
 from frugalrl.selection import group_filters, selectors
 
 
@@ -57,13 +57,19 @@ class RunConfig:
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (cuda if available)")
     threads: int = _f(0, "torch CPU threads (0: torch's default; at most the machine's cores)", ge=0)
     progress: bool = _f(True, "show a live progress display")
-    tensorboard: bool = _f(False, "also write TensorBoard events (needs the tensorboard extra)")
+    tensorboard: bool = _f(False, "also write TensorBoard events (older spelling of run.report_to=[tensorboard])")
+    report_to: list[str] = _f(
+        [], "mirror metrics to: tensorboard, wandb (offline unless WANDB_MODE), mlflow (local store); each its extra"
+    )
 
     def __post_init__(self) -> None:
+        from frugalrl.tracking.integrations import check_report_to
+
         _check_min("run.threads", self.threads, 0)
         check_run_name(self.name, self.dir)
         check_device(self.device)
         self.threads = check_threads(self.threads)
+        check_report_to(list(self.report_to), installed=False)  # packages: checked when a run starts
 
 
 @dataclass
@@ -93,7 +99,11 @@ class DataConfig:
     levels: list[int] | None = _f(
         None, "difficulty levels to use: arithmetic levels, or values of a file's level column (default: all)", ge=0
     )
-    template: str = _f("plain", "prompt template name")
+    template: str = _f("plain", "prompt template: plain (question + newline) or chat (the tokenizer's chat template)")
+    system_prompt: str = _f(
+        DEFAULT_SYSTEM_PROMPT,
+        "system message of data.template=chat ('' for none); plain prompts have no system message",
+    )
     question_column: str | None = _f(None, "question column (default: question / prompt / problem)")
     answer_column: str | None = _f(None, "answer column (default: answer / solution / final_answer)")
     id_column: str | None = _f(None, "id column (default: 'id' if present, else a hash of the question)")
@@ -148,6 +158,10 @@ class AlgoConfig:
     loss_args: dict[str, Any] = _f({}, "keyword arguments of the policy loss, e.g. eps_high")
     agg: str = _f("token_mean", "loss aggregation: token_mean or seq_mean_token_mean")
     reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
+    answer_extraction: str = _f(
+        "boxed",
+        "how the reward reads a response's answer: boxed (last \\boxed{}), gsm8k (#### x), last_number, answer_is",
+    )
     kl_coef: float = _f(
         0.0, "β, weight of the KL to the initial policy: loss term or token reward (kl_mode); 0: none", ge=0
     )
@@ -333,6 +347,7 @@ RESUMABLE_CHANGES = (
     "run.progress",
     "run.threads",
     "run.tensorboard",
+    "run.report_to",
 )
 
 
@@ -405,6 +420,7 @@ def chosen_parts(cfg: Config) -> list[Part]:
         ("algo.advantage", advantage_estimators, a.advantage, ("algo.advantage_args", a.advantage_args, ())),
         ("algo.loss", policy_losses, a.loss, ("algo.loss_args", a.loss_args, LOSS_INPUTS)),
         ("algo.reward", reward_functions, a.reward, None),
+        ("algo.answer_extraction", answer_extractors, a.answer_extraction, None),
         ("algo.agg", aggregations, a.agg, None),
         ("algo.kl_estimator", kl_estimators, a.kl_estimator, None),
         ("critic.kind", critics, cfg.critic.kind, None),
@@ -427,6 +443,7 @@ def check_parts(cfg: Config) -> None:
         if args is not None:
             check_args(args[0], entry, dict(args[1]), inputs=args[2])
         provided |= {cap: f"{key}={name}" for cap in registry.provides(name)}
+    make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)  # the reward reads that extraction
     for key, registry, name, _ in parts:
         needs = registry.needs(name)
         why = f" ({needs.why})" if needs.why else ""
@@ -445,6 +462,23 @@ def check_parts(cfg: Config) -> None:
             "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
             f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
         )
+
+
+def describe_parts() -> list[tuple[str, str, str]]:
+    """(args key, part name, 'arg=default  help' ...) for every registered part that takes arguments, for --help."""
+    rows = []
+    for args_key, registry, inputs in (
+        ("algo.advantage_args", advantage_estimators, ()),
+        ("algo.loss_args", policy_losses, LOSS_INPUTS),
+        ("select.selector_args", selectors, ()),
+        ("replay.args", replay_kinds, ()),
+    ):
+        for name in registry.names():
+            args = describe_args(registry.get(name), inputs=inputs)
+            if args:
+                listed = ", ".join(f"{arg}={default!r}" for arg, default, _ in args)
+                rows.append((args_key, name, listed))
+    return rows
 
 
 def _providers_hint(parts: list[Part], capability: str) -> str:

@@ -25,8 +25,9 @@ DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.ev
 
 
 def _config_help(only: tuple[str, ...] = ()) -> str:
-    """The config keys for --help; `only`: the keys (or `section.` for all of one) a command reads."""
-    from frugalrl.config import describe
+    """The config keys for --help; `only`: the keys (or `section.` for all of one) a command reads (the
+    parts' arguments are listed only for the full list)."""
+    from frugalrl.config import describe, describe_parts
 
     def wanted(key: str) -> bool:
         return not only or any(key == k or (k.endswith(".") and key.startswith(k)) for k in only)
@@ -34,13 +35,16 @@ def _config_help(only: tuple[str, ...] = ()) -> str:
     lines = ["config keys (set in the YAML recipe or as section.key=value):"]
     rows = [row for row in describe() if wanted(row[0])]
     lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in rows]
+    if not only:
+        lines += ["", "arguments of each part (e.g. replay.args={capacity: 64}):"]
+        lines += [f"  {key} of {name}: {args}" for key, name, args in describe_parts()]
     return "\n".join(lines)
 
 
 # What `frugalrl eval` reads of a config: the model, the data, generation limits, the reward, eval.*.
 EVAL_KEYS = ("run.seed", "run.device", "run.threads", "model.", "data.", "rollout.max_new_tokens",
-             "rollout.token_budget", "algo.reward", "eval.num_problems", "eval.k", "eval.temperature",
-             "eval.greedy")  # fmt: skip
+             "rollout.token_budget", "algo.reward", "algo.answer_extraction", "eval.num_problems", "eval.k",
+             "eval.temperature", "eval.greedy")  # fmt: skip
 
 
 def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:

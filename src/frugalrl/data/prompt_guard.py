@@ -53,7 +53,8 @@ def guard_prompts(
     cap = max_tokens * _MAX_CHARS_PER_TOKEN
     texts = [format_prompt(p.question) for p in problems]
     huge = {i for i, text in enumerate(texts) if len(text) > cap}  # long for sure; only their tail is read
-    ids = _encode(tokenizer, [text[-cap:] if i in huge else text for i, text in enumerate(texts)])
+    special = getattr(format_prompt, "add_special_tokens", True)  # a chat template renders its own
+    ids = _encode(tokenizer, [text[-cap:] if i in huge else text for i, text in enumerate(texts)], special)
     kept = _representable(problems, ids, tokenizer, on_bad_question, name)
     long = {i for i in kept if i in huge or len(ids[i]) > max_tokens}
     if long and on_long_prompt == "error":
@@ -98,9 +99,9 @@ def _representable(
     return [i for i in range(len(problems)) if i not in skipped]
 
 
-def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+def _encode(tokenizer: Any, texts: list[str], special: bool = True) -> list[list[int]]:
     # verbose=False: the tokenizer's own warning about sequences over model_max_length is what we report.
-    return tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
+    return tokenizer(texts, add_special_tokens=special, verbose=False)["input_ids"]
 
 
 def _bad_chars_text(problem: Problem, tokenizer: Any, unk: int) -> str:

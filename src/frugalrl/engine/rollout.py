@@ -84,7 +84,9 @@ class HFGenerateBackend:
     def _encode_prompts(self, problems: list[Problem]) -> tuple[Tensor, Tensor]:
         texts = [self.format_prompt(p.question) for p in problems]
         self.tokenizer.padding_side = "left"  # generation appends on the right: prompts must end flush
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        # A rendered chat template holds its special tokens already (frugalrl.data.templates).
+        special = getattr(self.format_prompt, "add_special_tokens", True)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
         return enc["input_ids"], enc["attention_mask"].bool()
 
     def _generate_chunk(self, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:

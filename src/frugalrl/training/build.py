@@ -8,7 +8,7 @@ import math
 import torch
 
 from frugalrl.config import Config, TrainerConfig
-from frugalrl.data import prompt_templates
+from frugalrl.data import make_prompt_formatter
 from frugalrl.engine.critic import CriticPart, CriticSettings, critics
 from frugalrl.engine.policy import Policy, load_policy
 from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
@@ -66,11 +66,14 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
     )
     policy.model.eval()
+    try:
+        format_prompt = make_prompt_formatter(
+            config.data.template, policy.tokenizer, system_prompt=config.data.system_prompt
+        )
+    except ValueError as err:  # a template this model's tokenizer cannot serve (chat without a chat template)
+        raise ConfigError(str(err)) from None
     backend = rollout_backends.get(config.rollout.backend)(
-        policy.model,
-        policy.tokenizer,
-        format_prompt=prompt_templates.get(config.data.template),
-        token_budget=config.rollout.token_budget,
+        policy.model, policy.tokenizer, format_prompt=format_prompt, token_budget=config.rollout.token_budget
     )
     return policy, backend
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
-from frugalrl.data import prompt_templates
 from frugalrl.data.prompt_guard import guard_prompts
+from frugalrl.data.templates import make_prompt_formatter
 from frugalrl.engine.policy import Policy
 from frugalrl.errors import ConfigError, Interrupted, NoCheckpointError, ResumeError, RunExistsError
 from frugalrl.tracking import RunDir, atomic_write_text
@@ -50,7 +50,7 @@ def guarded_problems(
         on_long_prompt=config.data.on_long_prompt,
         limit_source=source,
     )
-    template = prompt_templates.get(config.data.template)
+    template = make_prompt_formatter(config.data.template, policy.tokenizer, system_prompt=config.data.system_prompt)
     label = config.data.path or config.data.source
     return (
         guard_prompts(train, policy.tokenizer, template, name=f"training set ({label})", **options) if train else train,

@@ -28,7 +28,7 @@ from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
 from frugalrl.engine.update import batch_logprobs, policy_update
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import reward_functions, score_batch
+from frugalrl.rewards import make_reward_function, score_batch
 from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
 from frugalrl.training.build import (
@@ -95,7 +95,7 @@ class Trainer:
             self.train_set, seed=cfg.run.seed, context=context, **cfg.select.selector_args
         )
         self.replay = replay_kinds.get(cfg.replay.kind)(seed=cfg.run.seed, **cfg.replay.args)
-        self.reward_fn = reward_functions.get(cfg.algo.reward)
+        self.reward_fn = make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
         self.update_settings = update_settings(cfg)
@@ -113,7 +113,13 @@ class Trainer:
         cfg = self.config
         self.run_dir = open_run_dir(cfg, resume=resume)  # created only now: a failed setup writes nothing
         start = self._resume() if resume else self._start()
-        metrics_log = MetricsLog(self.run_dir.metrics_path, tensorboard=cfg.run.tensorboard)
+        metrics_log = MetricsLog(
+            self.run_dir.metrics_path,
+            tensorboard=cfg.run.tensorboard,
+            report_to=cfg.run.report_to,
+            run_name=cfg.run.name,
+            config=asdict(cfg),
+        )
         stats = StatsStore(self.run_dir.stats_path)
         # A resumed run rewrites what came after its checkpoint; a fresh one clears a killed run's leftovers.
         keep_through = start if resume else -1
