@@ -4,6 +4,7 @@ frugalrl train CONFIG [section.key=value ...] [--resume]
 frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
 frugalrl testbed build [--out DIR]
 frugalrl selection train-predictor RUN_DIR [RUN_DIR ...] --embedder NAME --out FILE
+frugalrl selection limr RUN_DIR [RUN_DIR ...] --out DIR [--method limr|linear|rand|full]
 frugalrl demo
 """
 
@@ -197,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from frugalrl.cli.selection import add_arguments as add_selection_arguments
 
-    selection_p = sub.add_parser("selection", help="offline tools of the online selectors (DOTS predictor)")
+    selection_p = sub.add_parser("selection", help="offline selection tools (DOTS predictor, LIMR subsets)")
     add_selection_arguments(selection_p)
 
     demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")

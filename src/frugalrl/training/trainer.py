@@ -28,7 +28,7 @@ from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
 from frugalrl.engine.update import batch_logprobs, policy_update
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import make_reward_function, score_batch
+from frugalrl.rewards import StepRewardMonitor, make_reward_function, score_batch
 from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
 from frugalrl.training.build import (
@@ -96,6 +96,7 @@ class Trainer:
         )
         self.replay = replay_kinds.get(cfg.replay.kind)(seed=cfg.run.seed, **cfg.replay.args)
         self.reward_fn = make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)
+        self.reward_monitor = StepRewardMonitor(extraction=cfg.algo.answer_extraction)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
         self.update_settings = update_settings(cfg)
@@ -186,6 +187,7 @@ class Trainer:
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics.update(self.replay.metrics(train_batch, step))
         metrics.update(self.selector.metrics())
+        metrics.update(self.reward_monitor.step_metrics(step))
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
@@ -234,7 +236,8 @@ class Trainer:
         with _timed(timings, f"time/{phase}"):
             batch = self.backend.generate(problems, self.sampling)
         with _timed(timings, "time/score" if phase == "generate" else f"time/{phase}"):  # reference: both phases
-            score_batch(batch, self.reward_fn)
+            with self.reward_monitor.recording():  # verifier timeouts and answerless responses of the step
+                score_batch(batch, self.reward_fn)
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
         return batch
