@@ -16,6 +16,8 @@ from torch import Tensor
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from frugalrl.algos import entropy_from_logits, token_logprobs
+from frugalrl.engine.model_checks import check_model_source
+from frugalrl.errors import ModelError, describe_exception
 from frugalrl.types import RolloutBatch
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -54,11 +56,25 @@ def load_policy(name_or_path: str | Path, *, device: str = "cpu", dtype: str = "
 
         model, tokenizer = merge_adapter_dir(Path(name_or_path), device=device, dtype=dtype)
         return Policy(model, tokenizer)
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    source = str(name_or_path)
+    check_model_source(source)  # a local path's problems named before transformers reads it as a Hub id
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    except Exception as err:
+        raise ModelError(f"cannot load the tokenizer of model {source}: {describe_exception(err)}") from err
+    if tokenizer.eos_token_id is None:
+        raise ModelError(
+            f"the tokenizer of model {source} has no EOS token, so responses could never end; "
+            "set eos_token in its tokenizer_config.json"
+        )
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype]).to(device)
-    return Policy(model, tokenizer)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=DTYPES[dtype])
+    except Exception as err:
+        where = "" if Path(source).expanduser().exists() else " (not a local directory, so read as a Hub id)"
+        raise ModelError(f"cannot load model {source}{where}: {describe_exception(err)}") from err
+    return Policy(model.to(device), tokenizer)
 
 
 def sequence_inputs(batch: RolloutBatch) -> tuple[Tensor, Tensor, Tensor, int]:

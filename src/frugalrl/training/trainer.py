@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
-from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
+from frugalrl.config import Config, to_yaml
 from frugalrl.data import problems_of
-from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from frugalrl.engine.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.lora import reference_model
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
@@ -40,6 +40,13 @@ from frugalrl.training.build import (
     update_settings,
 )
 from frugalrl.training.evaluation import held_out_metrics, protocol_of
+from frugalrl.training.guards import (
+    check_resumable,
+    guarded_problems,
+    interruption,
+    open_run_dir,
+    refuse_existing_run,
+)
 from frugalrl.types import Problem, RolloutBatch, SamplingParams, concat_batches
 
 
@@ -72,11 +79,11 @@ class Trainer:
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
-        self.run_dir = RunDir(cfg.run_dir)
+        problems = problems_of(cfg.data)  # a data error surfaces before the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
-        self.train_set, self.eval_set = problems_of(cfg.data)
+        self.train_set, self.eval_set = guarded_problems(cfg, self.policy, *problems)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
             rollout=self._reference_rollout,
@@ -105,6 +112,7 @@ class Trainer:
     def run(self, *, resume: bool = False) -> RunDir:
         """Train to `trainer.max_steps` (or the time limit); returns the run directory with its report."""
         cfg = self.config
+        self.run_dir = open_run_dir(cfg, resume=resume)  # created only now: a failed setup writes nothing
         start = self._resume() if resume else self._start()
         metrics_log = MetricsLog(
             self.run_dir.metrics_path,
@@ -284,25 +292,15 @@ class Trainer:
         return bool(every) and step % every == 0
 
     def _start(self) -> int:
-        if self.run_dir.latest_checkpoint() is not None:
-            raise FileExistsError(
-                f"{self.run_dir.path} already holds a run; pass --resume to continue it, "
-                "or choose another run.name / run.dir"
-            )
+        refuse_existing_run(self.run_dir)
         atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
         return 0
 
     def _resume(self) -> int:
-        path = self.run_dir.latest_checkpoint()
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir.checkpoints_dir}")
-        changed = config_changes(load_config(self.run_dir.config_path), self.config)
-        if changed:
-            raise ValueError(
-                f"cannot resume {self.run_dir.path} with a different config: {', '.join(changed)} changed "
-                f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
-            )
-        loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        check_resumable(self.run_dir, self.config)
+        loop = load_latest_checkpoint(  # the newest checkpoint that verifies, with a warning for any skipped
+            self.run_dir, lambda path: load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        )
         self.backend.after_update()  # an engine with its own weights (vllm) gets the checkpoint's
         self.selector.load_state_dict(loop["selector"])
         self.critic.load_state_dict(loop.get("critic", {}))
@@ -356,5 +354,9 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(config: Config, *, resume: bool = False) -> Path:
-    """Run the configured training; returns the run directory."""
-    return Trainer(config).run(resume=resume).path
+    """Run the configured training; returns the run directory. Ctrl-C raises `Interrupted` (step, checkpoint)."""
+    trainer = Trainer(config)
+    try:
+        return trainer.run(resume=resume).path
+    except KeyboardInterrupt:
+        raise interruption(trainer) from None
