@@ -151,6 +151,7 @@ def test_lora_run_with_kl_resumes_exactly_and_exports_merged_weights(tmp_path):
     assert tokenizer.eos_token_id == whole.policy.tokenizer.eos_token_id
     batch = _batch(Policy(model, tokenizer))
     resumed = Trainer(_tiny(tmp_path, "killed", *extra))  # the trained adapter, loaded from the checkpoint
+    resumed.run_dir = run
     resumed._resume()
     torch.testing.assert_close(
         batch_logprobs(model, batch, temperature=1.0, micro=0),
