@@ -51,6 +51,13 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "reinforce_rej": ("reinforce_rej.yaml", ["rollout.group_size=4"]),
     "repo": ("repo.yaml", ["rollout.group_size=4", "replay.args.min_cache=4", "replay.args.replay_k=4"]),
     "rloo": ("rloo.yaml", ["rollout.group_size=4"]),
+    "limr_collect": ("limr_collect.yaml", ["rollout.group_size=4"]),
+    # The LIMR training recipe reads a selection written by `frugalrl selection limr`; here a small one.
+    "limr_train": (
+        "limr_train.yaml",
+        ["rollout.group_size=4", f"data.path={REPO}/tests/fixtures/limr_subset.jsonl",
+         f"data.eval_path={REPO}/tests/fixtures/limr_eval.jsonl"],
+    ),  # fmt: skip
     # Variants: the KL term and the KL monitor, several optimiser steps per batch, an entropy bonus,
     # PPO's KL reward, RePO's mixed advantages with several optimiser steps and a KL, RR with two epochs.
     "grpo_kl_epochs": (

@@ -375,7 +375,7 @@ def trl_run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TrainerCallback
 
-    from frugalrl.data import prompt_templates
+    from frugalrl.data import make_prompt_formatter
     from frugalrl.engine.policy import DTYPES
     from frugalrl.rewards import reward_functions
     from frugalrl.training.build import resolve_model_path
@@ -388,7 +388,7 @@ def trl_run(args: argparse.Namespace, tmp: str) -> dict[str, Any]:
     setup_began = time.perf_counter()
 
     # The same problems, in the order frugalrl's selector draws them with this seed.
-    template = prompt_templates.get(cfg.data.template)
+    template = make_prompt_formatter(cfg.data.template, system_prompt=cfg.data.system_prompt)  # plain: no tokenizer
     problems = problems_in_selection_order(cfg, total_steps)
     field_names = sorted({k for p in problems for k in p.fields})
     dataset = Dataset.from_list(

@@ -234,6 +234,20 @@ def test_recipes_must_share_the_evaluation_protocol(tmp_path):
         plan_matrix(spec)
 
 
+def test_training_files_may_differ_when_the_held_out_file_is_shared(tmp_path):
+    # LIMR's subsets: each recipe trains on its own file, all are evaluated on one data.eval_path.
+    def spec(*recipe_b, common=("data.source=file", "data.eval_path=held_out.jsonl")):
+        recipes = [Recipe("a", None, ("data.path=full.jsonl",)), Recipe("b", None, recipe_b)]
+        return BenchSpec(recipes, tmp_path, budget=Budget("steps", 1), overrides=list(common))
+
+    plan_matrix(spec("data.path=subset.jsonl"))
+    with pytest.raises(ValueError, match=r"data\.eval_path='other.jsonl'"):
+        plan_matrix(spec("data.path=subset.jsonl", "data.eval_path=other.jsonl"))
+    # Without an eval_path the held-out rows are set aside from data.path itself: the files must agree.
+    with pytest.raises(ValueError, match=r"data\.path='subset.jsonl' \(baseline: 'full.jsonl'\)"):
+        plan_matrix(spec("data.path=subset.jsonl", common=("data.source=file",)))
+
+
 def test_run_action_skips_finished_resumes_checkpointed_starts_the_rest(tmp_path):
     run = tmp_path / "run"
     assert run_action(run) == "started"

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from frugalrl.config import Config, ConfigError, config_changes, describe, load_config, to_yaml
+from frugalrl.config import Config, ConfigError, config_changes, describe, describe_parts, load_config, to_yaml
 
 RECIPES = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
@@ -154,3 +154,10 @@ def test_one_response_per_prompt_with_a_variance_filter_is_refused():
     with pytest.raises(ConfigError, match="select.filters=drop_all_wrong needs rollout.group_size >= 2"):
         load_config(None, ["rollout.group_size=1", "select.filters=[drop_all_wrong]"])
     load_config(Path(__file__).parent.parent / "configs" / "ppo.yaml")  # G = 1 without filters is fine
+
+
+def test_help_lists_the_arguments_of_every_part_that_takes_some():
+    rows = {(key, name): args for key, name, args in describe_parts()}
+    assert rows[("replay.args", "rr")] == "capacity=128, fresh_fraction=0.5"
+    assert rows[("algo.loss_args", "clipped")] == "eps_low=0.2, eps_high=0.2, dual_clip=None"  # not the engine's
+    assert ("replay.args", "none") not in rows and ("select.selector_args", "uniform") not in rows

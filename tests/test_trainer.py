@@ -45,6 +45,8 @@ def test_tiny_run_trains_logs_reports_and_checkpoints(tmp_path):
     for key in (
         "rollout/reward_mean",
         "rollout/accuracy",
+        "rollout/verify_timeouts",
+        "rollout/no_answer_frac",
         "data/frac_all_correct",
         "data/frac_all_wrong",
         "loss/policy",

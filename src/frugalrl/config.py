@@ -20,39 +20,84 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from frugalrl.algos import advantage_estimators, aggregations, kl_estimators, policy_losses
 from frugalrl.algos.losses import LOSS_INPUTS
-from frugalrl.data import data_sources, prompt_templates
+from frugalrl.config_checks import check_bounds, check_device, check_run_name, check_threads, load_recipe_file
+from frugalrl.data import DEFAULT_SYSTEM_PROMPT, data_sources, prompt_templates
 from frugalrl.engine.critic import critics
 from frugalrl.engine.rollout import rollout_backends
-from frugalrl.registry import Registry, check_args
+from frugalrl.errors import ConfigError
+from frugalrl.registry import Registry, check_args, describe_args
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import reward_functions
+from frugalrl.rewards import answer_extractors, make_reward_function, reward_functions
 from frugalrl.selection import group_filters, selectors
 
 
-def _f(default: Any, help: str) -> Any:  # noqa: A002 - `help` reads best at the call sites
+def _f(
+    default: Any,
+    help: str,  # noqa: A002 - `help` reads best at the call sites
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+) -> Any:
+    """A documented field; `ge`/`gt`/`le`/`lt` bound a number (each element of a list of numbers), checked
+    with finiteness for every numeric field by `frugalrl.config_checks.check_bounds` when a config loads."""
+    bounds = {op: bound for op, bound in (("ge", ge), ("gt", gt), ("le", le), ("lt", lt)) if bound is not None}
+    metadata = {"help": help, **({"bounds": bounds} if bounds else {})}
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
-    return field(default=default, metadata={"help": help})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class RunConfig:
     name: str = _f("run", "run name; the run directory defaults to runs/<name>")
     dir: str | None = _f(None, "run directory (default: runs/<name>)")
-    seed: int = _f(0, "seed for prompt order, sampling and any fresh initialisation")
+    seed: int = _f(0, "seed for prompt order, sampling and any fresh initialisation", ge=0, le=2**32 - 1)
     device: str = _f("cpu", "torch device: cpu, cuda, cuda:N, or auto (cuda if available)")
-    threads: int = _f(0, "torch CPU threads (0: torch's default)")
+    threads: int = _f(0, "torch CPU threads (0: torch's default; at most the machine's cores)", ge=0)
     progress: bool = _f(True, "show a live progress display")
-    tensorboard: bool = _f(False, "also write TensorBoard events (needs the tensorboard extra)")
+    tensorboard: bool = _f(False, "also write TensorBoard events (older spelling of run.report_to=[tensorboard])")
+    report_to: list[str] = _f(
+        [], "mirror metrics to: tensorboard, wandb (offline unless WANDB_MODE), mlflow (local store); each its extra"
+    )
 
     def __post_init__(self) -> None:
+        from frugalrl.tracking.integrations import check_report_to
+
         _check_min("run.threads", self.threads, 0)
+        check_run_name(self.name, self.dir)
+        check_device(self.device)
+        self.threads = check_threads(self.threads)
+        check_report_to(list(self.report_to), installed=False)  # packages: checked when a run starts
+
+
+@dataclass
+class LoraConfig:
+    r: int = _f(0, "LoRA rank (0: off): train low-rank adapters only; the frozen base is also the KL reference", ge=0)
+    alpha: float = _f(16.0, "LoRA scale numerator: the adapter's update is scaled by alpha / r", gt=0)
+    dropout: float = _f(0.0, "dropout on the adapters' input (inactive: the policy trains in eval mode)", ge=0, lt=1)
+    target_modules: list[str] = _f(["all-linear"], "module names to adapt, or all-linear (all but the output head)")
+
+    def __post_init__(self) -> None:
+        _check_min("model.lora.r", self.r, 0)
+        if self.r and (self.alpha <= 0 or not 0 <= self.dropout < 1 or not self.target_modules):
+            raise ValueError(
+                "model.lora needs alpha > 0, dropout in [0, 1) and at least one target module, got "
+                f"alpha={self.alpha}, dropout={self.dropout}, target_modules={list(self.target_modules)}"
+            )
+        if self.r:
+            from frugalrl.engine.lora import PEFT_HINT, peft_available
+
+            if not peft_available():
+                raise ValueError(f"model.lora.r={self.r} needs the peft package, which is not installed: {PEFT_HINT}")
 
 
 @dataclass
 class ModelConfig:
     path: str = _f("testbed", "'testbed' for the built-in base model, else a local directory or Hub name")
     dtype: str = _f("float32", "weights dtype: float32, bfloat16 or float16")
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
@@ -68,20 +113,37 @@ class DataConfig:
         None, "held-out file or Hub name (default: eval_split of a Hub `path`, or a part of a file)"
     )
     eval_split: str = _f("test", "split of the held-out Hub dataset")
-    seed: int = _f(0, "seed of the problem pool and of a file's held-out split (fixed across runs, like a dataset)")
-    train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)")
-    eval_size: int = _f(1000, "number of held-out problems")
-    levels: list[int] | None = _f(None, "arithmetic difficulty levels to use (default: all)")
-    template: str = _f("plain", "prompt template name")
+    seed: int = _f(
+        0, "seed of the problem pool and of a file's held-out split (fixed across runs, like a dataset)", ge=0
+    )
+    train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)", ge=0)
+    eval_size: int = _f(1000, "number of held-out problems", ge=1)
+    levels: list[int] | None = _f(
+        None, "difficulty levels to use: arithmetic levels, or values of a file's level column (default: all)", ge=0
+    )
+    template: str = _f("plain", "prompt template: plain (question + newline) or chat (the tokenizer's chat template)")
+    system_prompt: str = _f(
+        DEFAULT_SYSTEM_PROMPT,
+        "system message of data.template=chat ('' for none); plain prompts have no system message",
+    )
     question_column: str | None = _f(None, "question column (default: question / prompt / problem)")
     answer_column: str | None = _f(None, "answer column (default: answer / solution / final_answer)")
     id_column: str | None = _f(None, "id column (default: 'id' if present, else a hash of the question)")
     level_column: str | None = _f(None, "difficulty column, e.g. MATH's 'Level 3' (default: 'level' if present)")
     answer_format: str = _f("auto", "how to read gold answers: raw, gsm8k (#### x), boxed, auto")
     on_bad_answer: str = _f("error", "a row whose answer cannot be parsed: error or skip")
+    on_bad_question: str = _f(
+        "error", "a question with characters the model's tokenizer cannot represent: error or skip"
+    )
+    max_prompt_tokens: int = _f(
+        0, "longest prompt in tokens, template included (0: the model's context minus rollout.max_new_tokens)", ge=0
+    )
+    on_long_prompt: str = _f("error", "a prompt over the limit: error, truncate (keep its last tokens) or skip")
 
     def __post_init__(self) -> None:
         _check_min("data.eval_size", self.eval_size, 1)
+        _check_choice("data.on_bad_question", self.on_bad_question, ["error", "skip"])
+        _check_choice("data.on_long_prompt", self.on_long_prompt, ["error", "truncate", "skip"])
         hint = getattr(data_sources.get(self.source), "path_hint", None)
         if hint and not self.path:
             raise ValueError(f"data.source={self.source} needs data.path ({hint})")
@@ -89,20 +151,40 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    backend: str = _f("hf", "generation backend (rollout_backends): hf (generate) or compact (finished rows leave)")
-    group_size: int = _f(8, "G, responses sampled per prompt")
-    temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)")
-    top_p: float = _f(1.0, "nucleus sampling threshold")
-    max_new_tokens: int = _f(64, "maximum response length in tokens")
-    token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)")
+    backend: str = _f(
+        "hf", "generation backend (rollout_backends): hf (generate), compact (finished rows leave) or vllm"
+    )
+    group_size: int = _f(8, "G, responses sampled per prompt", ge=1)
+    temperature: float = _f(1.0, "sampling temperature (also divides the logits of every log-prob)", gt=0)
+    top_p: float = _f(1.0, "nucleus sampling threshold", gt=0, le=1)
+    max_new_tokens: int = _f(64, "maximum response length in tokens", ge=1)
+    token_budget: int = _f(16384, "max prompt+response tokens per generate call (batching)", ge=2)
+    vllm: dict[str, Any] = _f(
+        {}, "backend=vllm: options of vllm.LLM (gpu_memory_utilization, max_model_len, ...) and sleep (bool)"
+    )
+    tis_cap: float = _f(
+        0.0, "backend=vllm: truncated importance weight min(π/π_engine, cap) on each token's loss (0: off)", ge=0
+    )
 
     def __post_init__(self) -> None:
+        if self.backend == "vllm":
+            from frugalrl.engine.vllm_backend import VLLM_HINT, vllm_available
+
+            if not vllm_available():
+                raise ValueError(f"rollout.backend=vllm needs the vllm package, which is not installed: {VLLM_HINT}")
+        if self.tis_cap and self.tis_cap < 1:
+            raise ValueError(f"rollout.tis_cap must be 0 (off) or >= 1, got {self.tis_cap}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"rollout.top_p must be in (0, 1], got {self.top_p}")
         _check_min("rollout.group_size", self.group_size, 1)
         _check_min("rollout.max_new_tokens", self.max_new_tokens, 1)
         if self.temperature <= 0:
             raise ValueError(f"rollout.temperature must be > 0 for RL sampling, got {self.temperature}")
+        if self.token_budget <= self.max_new_tokens:
+            raise ValueError(
+                f"rollout.token_budget={self.token_budget} cannot hold a prompt and rollout.max_new_tokens="
+                f"{self.max_new_tokens} response tokens; raise token_budget (default 16384)"
+            )
 
 
 @dataclass
@@ -114,7 +196,13 @@ class AlgoConfig:
     loss_args: dict[str, Any] = _f({}, "keyword arguments of the policy loss, e.g. eps_high")
     agg: str = _f("token_mean", "loss aggregation: token_mean or seq_mean_token_mean")
     reward: str = _f("correctness", "reward function (frugalrl.rewards.reward_functions); > 0 means correct")
-    kl_coef: float = _f(0.0, "β, weight of the KL to the initial policy: loss term or token reward (kl_mode); 0: none")
+    answer_extraction: str = _f(
+        "boxed",
+        "how the reward reads a response's answer: boxed (last \\boxed{}), gsm8k (#### x), last_number, answer_is",
+    )
+    kl_coef: float = _f(
+        0.0, "β, weight of the KL to the initial policy: loss term or token reward (kl_mode); 0: none", ge=0
+    )
     kl_estimator: str = _f("k3", "KL estimator for the loss term: k1, k2, k3")
     kl_mode: str = _f("loss", "loss: kl_coef·KL added to the loss; reward: −kl_coef·k1 added to token rewards (gae)")
     entropy_coef: float = _f(0.0, "weight of the entropy bonus (entropy is always logged)")
@@ -138,10 +226,10 @@ class AlgoConfig:
 @dataclass
 class CriticConfig:
     kind: str = _f("none", "critic (frugalrl.engine.critics): none, or value_model for estimators that need values")
-    lr: float = _f(1e-3, "AdamW learning rate of the value model (PPO; ~10× the policy's)")
-    value_clip: float = _f(0.2, "clip of the value loss around the values at collection time")
-    epochs: int = _f(1, "passes of the value update over each batch")
-    mini_batches: int = _f(1, "optimiser steps per pass of the value update")
+    lr: float = _f(1e-3, "AdamW learning rate of the value model (PPO; ~10× the policy's)", gt=0)
+    value_clip: float = _f(0.2, "clip of the value loss around the values at collection time", gt=0)
+    epochs: int = _f(1, "passes of the value update over each batch", ge=1)
+    mini_batches: int = _f(1, "optimiser steps per pass of the value update", ge=1)
 
     def __post_init__(self) -> None:
         _check_min("critic.epochs", self.epochs, 1)
@@ -155,9 +243,9 @@ class SelectConfig:
     selector: str = _f("uniform", "prompt selector (frugalrl.selection.selectors)")
     selector_args: dict[str, Any] = _f({}, "keyword arguments of the selector, e.g. DOTS's mu, reference_size")
     filters: list[str] = _f([], "group filters applied before the update: drop_all_correct, drop_all_wrong, ...")
-    filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering")
+    filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering", ge=0, lt=0.5)
     dynamic_sampling: bool = _f(False, "keep sampling prompts until B groups pass the filters (DAPO)")
-    max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling")
+    max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling", ge=1)
 
     def __post_init__(self) -> None:
         _check_min("select.max_rounds", self.max_rounds, 1)
@@ -173,20 +261,21 @@ class ReplayConfig:
 
 @dataclass
 class TrainerConfig:
-    max_steps: int = _f(100, "number of RL steps (one batch of prompts each)")
-    time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)")
-    max_responses: int = _f(0, "stop after the step at which this many responses have been generated (0: none)")
-    prompts_per_step: int = _f(32, "B, prompts per RL step")
-    epochs: int = _f(1, "passes of the policy update over each batch (PPO's epochs, for every algorithm)")
-    mini_batches: int = _f(1, "optimiser steps per pass (the batch is split into this many mini-batches)")
-    micro_batch_size: int = _f(64, "rows per forward/backward (gradient accumulation); 0: whole mini-batch")
-    lr: float = _f(1e-4, "AdamW learning rate")
+    max_steps: int = _f(100, "number of RL steps (one batch of prompts each)", ge=1)
+    time_limit: float = _f(0.0, "stop after this many seconds of training time, evaluation excluded (0: none)", ge=0)
+    max_responses: int = _f(0, "stop after the step at which this many responses have been generated (0: none)", ge=0)
+    prompts_per_step: int = _f(32, "B, prompts per RL step", ge=1)
+    epochs: int = _f(1, "passes of the policy update over each batch (PPO's epochs, for every algorithm)", ge=1)
+    mini_batches: int = _f(1, "optimiser steps per pass (the batch is split into this many mini-batches)", ge=1)
+    micro_batch_size: int = _f(64, "rows per forward/backward (gradient accumulation); 0: whole mini-batch", ge=0)
+    lr: float = _f(1e-4, "AdamW learning rate", gt=0)
     lr_schedule: str = _f("constant", "constant, linear or cosine decay to 0 over max_steps, after warmup")
-    warmup_steps: int = _f(0, "linear warmup steps")
-    weight_decay: float = _f(0.0, "AdamW weight decay")
-    betas: list[float] = _f([0.9, 0.99], "AdamW betas")
-    grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)")
-    checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)")
+    warmup_steps: int = _f(0, "linear warmup steps", ge=0)
+    weight_decay: float = _f(0.0, "AdamW weight decay", ge=0)
+    betas: list[float] = _f([0.9, 0.99], "AdamW betas", ge=0, lt=1)
+    grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)", ge=0)
+    checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)", ge=0)
+    packing: bool = _f(False, "the update's forwards pack sequences without padding (padded if the model can't)")
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "epochs", "mini_batches"):
@@ -201,13 +290,15 @@ class TrainerConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = _f(10, "evaluate on the held-out set every this many steps (0: only at start and end)")
+    every: int = _f(10, "evaluate on the held-out set every this many steps (0: only at start and end)", ge=0)
     every_responses: int = _f(
-        0, "evaluate after each step that crosses a multiple of this many generated responses (replaces eval.every)"
+        0,
+        "evaluate after each step that crosses a multiple of this many generated responses (replaces eval.every)",
+        ge=0,
     )
-    num_problems: int = _f(1000, "held-out problems per evaluation (at most data.eval_size)")
-    k: int = _f(8, "samples per problem for avg@k and pass@k (0: greedy only)")
-    temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k")
+    num_problems: int = _f(1000, "held-out problems per evaluation (at most data.eval_size)", ge=1)
+    k: int = _f(8, "samples per problem for avg@k and pass@k (0: greedy only)", ge=0)
+    temperature: float = _f(1.0, "sampling temperature of avg@k / pass@k", ge=0)
     greedy: bool = _f(True, "also report greedy accuracy")
     at_start: bool = _f(True, "evaluate before the first step")
     kl_to_initial: bool = _f(
@@ -309,7 +400,9 @@ class Config:
     lorr: LorrConfig = field(default_factory=LorrConfig)
 
     def __post_init__(self) -> None:
-        """Checks across sections: every named part exists, accepts its arguments and gets what it needs."""
+        """Checks across sections: every number is finite and in range; every named part exists, accepts its
+        arguments and gets what it needs."""
+        check_bounds(self)
         check_parts(self)
         _check_preference_sections(self)
 
@@ -318,18 +411,17 @@ class Config:
         return Path(self.run.dir) if self.run.dir else Path("runs") / self.run.name
 
 
-class ConfigError(ValueError):
-    """A recipe or override that cannot be applied; the message says what to change."""
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Defaults ← YAML recipe at `path` ← dotted `overrides` ("trainer.lr=3e-5"), validated."""
     layers = [OmegaConf.structured(Config)]
     if path is not None:
         layers += _recipe_layers(Path(path))
     for item in overrides or []:
-        if "=" not in item:
+        key = item.partition("=")[0].strip()
+        if "=" not in item or not key:
             raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        if key in {f.name for f in fields(Config)}:
+            raise ConfigError(f"override {item!r} sets a whole section; set its keys instead: {key}.KEY=value")
         layers.append(OmegaConf.from_dotlist([item]))
     try:
         merged = OmegaConf.merge(*layers)
@@ -337,19 +429,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except (ConfigKeyError, ConfigAttributeError) as err:
         raise ConfigError(_unknown_key_message(err)) from None
     except OmegaConfBaseException as err:
-        raise ConfigError(f"invalid value for {err.full_key}: {str(err.msg).splitlines()[0]}") from None
-    except (ValueError, KeyError) as err:  # a section's __post_init__ check, or an unknown registry name
+        key = err.full_key or "a config key"
+        raise ConfigError(f"invalid value for {key}: {str(err.msg).splitlines()[0]}") from None
+    except ConfigError:
+        raise
+    except (ValueError, KeyError, TypeError) as err:  # a section's __post_init__ check, or an unknown registry name
         raise ConfigError(str(err).strip("'\"")) from None
 
 
 def _recipe_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
     """The recipe at `path`, preceded by the recipe it names in `inherit:` (relative to its own folder), so a
     variant states only what it changes: `inherit: grpo.yaml` then `select: {filters: [drop_all_wrong]}`."""
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
     if path.resolve() in seen:
         raise ConfigError(f"config file {path} inherits from itself")
-    recipe = OmegaConf.load(path)
+    recipe = load_recipe_file(path, sections=[f.name for f in fields(Config)])
     parent = recipe.pop("inherit", None)
     if parent is None:
         return [recipe]
@@ -366,6 +459,7 @@ RESUMABLE_CHANGES = (
     "run.progress",
     "run.threads",
     "run.tensorboard",
+    "run.report_to",
 )
 
 
@@ -438,6 +532,7 @@ def chosen_parts(cfg: Config) -> list[Part]:
         ("algo.advantage", advantage_estimators, a.advantage, ("algo.advantage_args", a.advantage_args, ())),
         ("algo.loss", policy_losses, a.loss, ("algo.loss_args", a.loss_args, LOSS_INPUTS)),
         ("algo.reward", reward_functions, a.reward, None),
+        ("algo.answer_extraction", answer_extractors, a.answer_extraction, None),
         ("algo.agg", aggregations, a.agg, None),
         ("algo.kl_estimator", kl_estimators, a.kl_estimator, None),
         ("critic.kind", critics, cfg.critic.kind, None),
@@ -460,6 +555,7 @@ def check_parts(cfg: Config) -> None:
         if args is not None:
             check_args(args[0], entry, dict(args[1]), inputs=args[2])
         provided |= {cap: f"{key}={name}" for cap in registry.provides(name)}
+    make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)  # the reward reads that extraction
     for key, registry, name, _ in parts:
         needs = registry.needs(name)
         why = f" ({needs.why})" if needs.why else ""
@@ -478,6 +574,23 @@ def check_parts(cfg: Config) -> None:
             "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
             f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
         )
+
+
+def describe_parts() -> list[tuple[str, str, str]]:
+    """(args key, part name, 'arg=default  help' ...) for every registered part that takes arguments, for --help."""
+    rows = []
+    for args_key, registry, inputs in (
+        ("algo.advantage_args", advantage_estimators, ()),
+        ("algo.loss_args", policy_losses, LOSS_INPUTS),
+        ("select.selector_args", selectors, ()),
+        ("replay.args", replay_kinds, ()),
+    ):
+        for name in registry.names():
+            args = describe_args(registry.get(name), inputs=inputs)
+            if args:
+                listed = ", ".join(f"{arg}={default!r}" for arg, default, _ in args)
+                rows.append((args_key, name, listed))
+    return rows
 
 
 def _providers_hint(parts: list[Part], capability: str) -> str:

@@ -147,6 +147,16 @@ def check_args(key: str, entry: Any, args: dict[str, Any], *, inputs: tuple[str,
             raise ValueError(f"{key}.{name}={value!r} should be a {type(default).__name__} (default {default!r})")
 
 
+def describe_args(entry: Any, *, inputs: tuple[str, ...] = ()) -> list[tuple[str, Any, str]]:
+    """(argument, default, help) of every argument `entry` accepts, as `check_args` reads them."""
+    spec = getattr(entry, "Args", None)
+    if spec is not None and dataclasses.is_dataclass(spec):
+        return [(f.name, _default_of(f), f.metadata.get("help", "")) for f in dataclasses.fields(spec)]
+    fn = entry.__init__ if inspect.isclass(entry) else entry
+    params = inspect.signature(fn).parameters.values()
+    return [(p.name, p.default, "") for p in params if p.kind is p.KEYWORD_ONLY and p.name not in inputs]
+
+
 def _default_of(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default

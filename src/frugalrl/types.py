@@ -46,6 +46,8 @@ class RolloutBatch:
     rewards:        [N] float, filled by scoring;  correct [N] bool
     generated_at:   [N] long, the RL step each row was generated at; None for a fresh batch, whose rows were
                     all generated at the current step (replay buffers fill it for the rows they return)
+    engine_logp:    [N, T] the sampled tokens' log-probs by the inference engine that drew them (vLLM), when
+                    it is not the training model; `behaviour_logp` is then the training model's. None otherwise
     """
 
     problems: list[Problem]
@@ -60,6 +62,7 @@ class RolloutBatch:
     rewards: Tensor | None = None
     correct: Tensor | None = None
     generated_at: Tensor | None = None
+    engine_logp: Tensor | None = None
 
     @property
     def num_rows(self) -> int:
@@ -95,6 +98,7 @@ class RolloutBatch:
             rewards=None if self.rewards is None else self.rewards[rows],
             correct=None if self.correct is None else self.correct[rows],
             generated_at=None if self.generated_at is None else self.generated_at[rows],
+            engine_logp=None if self.engine_logp is None else self.engine_logp[rows],
         )
 
 
@@ -149,6 +153,10 @@ def concat_batches(
         rewards=torch.cat([b.rewards for b in batches]) if scored else None,
         correct=torch.cat([b.correct for b in batches]) if scored else None,
         generated_at=_concat_generated_at(batches, step),
+        # rows without engine log-probs (sampled by the training model) count as no mismatch
+        engine_logp=None
+        if all(b.engine_logp is None for b in batches)
+        else torch.cat([right(b.behaviour_logp if b.engine_logp is None else b.engine_logp, 0.0) for b in batches]),
     )
 
 

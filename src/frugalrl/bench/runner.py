@@ -164,7 +164,12 @@ def _check_same_protocol(plans: list[RunPlan], *, baseline: str) -> None:
     """Every recipe must measure the held-out metric the same way as the baseline."""
     reference = next(p for p in plans if p.label == baseline)
     for plan in plans:
-        differences = config_differences(reference.config, plan.config, EVAL_PROTOCOL_KEYS)
+        keys = EVAL_PROTOCOL_KEYS
+        if _held_out_from_eval_path(reference.config) and _held_out_from_eval_path(plan.config):
+            # Both read their held-out problems from the same kind of eval_path: the training file (LIMR's
+            # subsets, say) may differ; data.eval_path itself is still compared.
+            keys = tuple(k for k in keys if k not in TRAINING_DATA_KEYS)
+        differences = config_differences(reference.config, plan.config, keys)
         if differences:
             listed = "; ".join(f"{key}={new!r} (baseline: {old!r})" for key, (old, new) in differences.items())
             raise ValueError(
@@ -172,6 +177,14 @@ def _check_same_protocol(plans: list[RunPlan], *, baseline: str) -> None:
                 "Held-out accuracy is only comparable on the same problems under the same protocol; set these "
                 "keys in the common overrides instead."
             )
+
+
+TRAINING_DATA_KEYS = ("data.path", "data.seed", "data.levels")
+"""Keys that choose the training problems only, once the held-out problems come from data.eval_path."""
+
+
+def _held_out_from_eval_path(config: Config) -> bool:
+    return config.data.source == "file" and bool(config.data.eval_path)
 
 
 def _say(message: str) -> None:

@@ -49,6 +49,7 @@ EVAL_PROTOCOL_KEYS = (
     "data.seed",
     "data.levels",
     "data.template",
+    "data.system_prompt",  # part of every chat prompt
 )
 
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")

@@ -4,6 +4,8 @@ frugalrl train CONFIG [section.key=value ...] [--resume]
 frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
 frugalrl testbed build [--out DIR]
 frugalrl selection train-predictor RUN_DIR [RUN_DIR ...] --embedder NAME --out FILE
+frugalrl selection limr RUN_DIR [RUN_DIR ...] --out DIR [--method limr|linear|rand|full]
+frugalrl export RUN --merged OUT [--step N]
 frugalrl demo
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -23,12 +26,27 @@ DEMO_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"  # p
 DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.every=0"]
 
 
-def _config_help() -> str:
-    from frugalrl.config import describe
+def _config_help(only: tuple[str, ...] = ()) -> str:
+    """The config keys for --help; `only`: the keys (or `section.` for all of one) a command reads (the
+    parts' arguments are listed only for the full list)."""
+    from frugalrl.config import describe, describe_parts
+
+    def wanted(key: str) -> bool:
+        return not only or any(key == k or (k.endswith(".") and key.startswith(k)) for k in only)
 
     lines = ["config keys (set in the YAML recipe or as section.key=value):"]
-    lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in describe()]
+    rows = [row for row in describe() if wanted(row[0])]
+    lines += [f"  {key:<28} {help_text} [default: {default}]" for key, default, help_text in rows]
+    if not only:
+        lines += ["", "arguments of each part (e.g. replay.args={capacity: 64}):"]
+        lines += [f"  {key} of {name}: {args}" for key, name, args in describe_parts()]
     return "\n".join(lines)
+
+
+# What `frugalrl eval` reads of a config: the model, the data, generation limits, the reward, eval.*.
+EVAL_KEYS = ("run.seed", "run.device", "run.threads", "model.", "data.", "rollout.max_new_tokens",
+             "rollout.token_budget", "algo.reward", "algo.answer_extraction", "eval.num_problems", "eval.k",
+             "eval.temperature", "eval.greedy")  # fmt: skip
 
 
 def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]]:
@@ -39,38 +57,30 @@ def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]
 
 
 def _load(items: list[str]):
-    from frugalrl.config import ConfigError, load_config
+    from frugalrl.config import load_config
 
     path, overrides = _split_config_and_overrides(items)
-    try:
-        return load_config(path, overrides)
-    except ConfigError as err:
-        console.print(f"[red]config error:[/] {err}")
-        raise SystemExit(2) from None
+    return load_config(path, overrides)  # a ConfigError reaches main's error boundary: one line, exit 2
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from frugalrl.training.trainer import train
 
     config = _load(args.config)
-    try:
-        run_dir = train(config, resume=args.resume)
-    except (FileExistsError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/] {err}")
-        raise SystemExit(2) from None
+    run_dir = train(config, resume=args.resume)
     console.print(f"run finished: report at [bold]{run_dir / 'report.md'}[/]")
 
 
 def resolve_eval_model(model: str) -> tuple[str, Path | None]:
     """A run directory evaluates its latest checkpoint with the run's config; anything else is a model."""
-    from frugalrl.engine.checkpoint import MODEL_DIR
-    from frugalrl.tracking import RunDir
+    from frugalrl.engine.checkpoint import MODEL_DIR, latest_valid_checkpoint
+    from frugalrl.errors import CheckpointError
 
     path = Path(model)
     if (path / "config.yaml").is_file():
-        checkpoint = RunDir(path).latest_checkpoint()
+        checkpoint = latest_valid_checkpoint(path)
         if checkpoint is None:
-            raise SystemExit(f"run directory {path} has no checkpoint to evaluate")
+            raise CheckpointError(f"run directory {path} has no complete checkpoint to evaluate")
         return str(checkpoint / MODEL_DIR), path / "config.yaml"
     return model, None
 
@@ -114,6 +124,7 @@ def cmd_testbed_build(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """The default GRPO recipe on the testbed for four minutes of training, evaluated before and after."""
+    from frugalrl.errors import RunExistsError
     from frugalrl.testbed import ensure_base
     from frugalrl.training.trainer import train
 
@@ -126,9 +137,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     config = _load([*([recipe] if recipe else []), f"run.name={name}", *DEMO_OVERRIDES, *args.overrides])
     try:
         run_dir = train(config, resume=args.resume)
-    except FileExistsError as err:
-        console.print(f"[red]error:[/] {err} (or: frugalrl demo --name another)")
-        raise SystemExit(2) from None
+    except RunExistsError as err:
+        raise RunExistsError(err.message, fix="pass --resume, or: frugalrl demo --name another") from None
     _print_before_after(run_dir)
     console.print(f"report: [bold]{run_dir / 'report.md'}[/]   metrics: {run_dir / 'metrics.jsonl'}")
 
@@ -150,6 +160,7 @@ def _print_before_after(run_dir: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="frugalrl", description="Sample-efficient RL fine-tuning of LMs.")
+    parser.add_argument("--debug", action="store_true", help="print tracebacks (accepted anywhere on the line)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     fmt = argparse.RawDescriptionHelpFormatter
@@ -162,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval",
         help="evaluate a model or a run on held-out problems",
         formatter_class=fmt,
-        epilog="The protocol comes from the eval.* keys; data from data.*.\n\n" + _config_help(),
+        epilog="The protocol comes from the eval.* keys; data from data.*.\n\n" + _config_help(EVAL_KEYS),
     )
     eval_p.add_argument("--model", required=True, help="model directory, Hub name, 'testbed', or a run directory")
     eval_p.add_argument("config", nargs="*", help="optional YAML recipe, then section.key=value overrides")
@@ -188,8 +199,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     from frugalrl.cli.selection import add_arguments as add_selection_arguments
 
-    selection_p = sub.add_parser("selection", help="offline tools of the online selectors (DOTS predictor)")
+    selection_p = sub.add_parser("selection", help="offline selection tools (DOTS predictor, LIMR subsets)")
     add_selection_arguments(selection_p)
+
+    from frugalrl.cli.export import add_arguments as add_export_arguments
+    from frugalrl.cli.export import cmd_export
+
+    export_p = sub.add_parser("export", help="a run's trained policy as one model directory (LoRA merged)")
+    add_export_arguments(export_p)
+    export_p.set_defaults(func=cmd_export)
 
     demo_p = sub.add_parser("demo", help="a few minutes of GRPO on the testbed, evaluated before and after")
     demo_p.add_argument("overrides", nargs="*", help="section.key=value overrides of the demo recipe")
@@ -203,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     from transformers.utils import logging as hf_logging
 
+    from frugalrl.errors import debug_requested, error_boundary
+
     hf_logging.disable_progress_bar()  # weight loading bars would interleave with the run display
+    debug, argv = debug_requested(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
-    args.func(args)
+    with error_boundary(console, debug=debug):  # one line and exit 2 for user errors; 130 for Ctrl-C
+        args.func(args)

@@ -19,18 +19,21 @@ every error message, whether or not the rows were shuffled or limited.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import logging
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frugalrl.data.answers import ANSWER_FORMATS, ON_BAD_ANSWER, check_answer_format, parse_answer
+from frugalrl.data.file_checks import check_data_file, explain_read_failure
+from frugalrl.errors import DataError, describe_exception, looks_like_local_path
 from frugalrl.types import Problem
 
 if TYPE_CHECKING:
@@ -49,7 +52,7 @@ _MAX_ROWS_NAMED = 5  # an error names this many bad rows, then counts the rest
 _LEVEL = re.compile(r"^(?:level\s*)?(-?\d+)$", re.IGNORECASE)
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(DataError):
     """A dataset whose columns or values do not fit the loader's options; the message says what to set."""
 
 
@@ -109,12 +112,18 @@ def load_table(
                 f"cannot read dataset file {source}: unsupported extension {path.suffix!r}; "
                 f"supported: {', '.join(FILE_BUILDERS)}"
             )
-        return datasets.load_dataset(source, subset, split=split, cache_dir=cache_dir)
+        if not path.exists() and looks_like_local_path(source):
+            raise DataMissingError(source)
+        try:
+            return datasets.load_dataset(source, subset, split=split, cache_dir=cache_dir)
+        except Exception as err:  # offline, a typo in a Hub name, a gated dataset, a bad subset or split
+            raise DataError(
+                f"cannot load dataset {source!r} (subset={subset}, split={split}): {describe_exception(err)}; "
+                "check data.path / data.subset / data.split (a local file needs a .jsonl/.json/.parquet/.csv name)"
+            ) from err
     if not path.is_file():
-        raise FileNotFoundError(
-            f"dataset file {source} does not exist; data.path must be an existing "
-            f"{'/'.join(FILE_BUILDERS)} file or a Hugging Face Hub dataset name"
-        )
+        raise DataMissingError(source)
+    check_data_file(path, builder)
     kwargs: dict[str, Any] = {}
     if builder == "csv":
         # CSV has no types: read every cell as the text it is, so an answer "007" is not read as the number 7
@@ -122,7 +131,36 @@ def load_table(
         with path.open(newline="", encoding="utf-8") as f:
             header = next(csv.reader(f), [])
         kwargs = dict(features=datasets.Features({c: datasets.Value("string") for c in header}), na_filter=False)
-    return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir, **kwargs)
+    try:
+        with _quiet_datasets():
+            return datasets.load_dataset(
+                builder, data_files={split: str(path)}, split=split, cache_dir=cache_dir, **kwargs
+            )
+    except Exception as err:  # `datasets` wraps the parser's error twice: find the file's line that broke it
+        raise explain_read_failure(path, builder, err) from err
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """`datasets` logs a reader's failure with its traceback before raising; the raised error is reported
+    (with the file's line) instead, so its log is silenced while it reads."""
+    log = logging.getLogger("datasets")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+class DataMissingError(DataError, FileNotFoundError):
+    """A data path that names nothing on disk."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__(
+            f"dataset file {source} does not exist; data.path must be an existing "
+            f"{'/'.join(FILE_BUILDERS)} file or a Hugging Face Hub dataset name"
+        )
 
 
 @dataclass(frozen=True)
@@ -257,6 +295,25 @@ def _resolve_columns(
             "same name; rename or drop that column"
         )
     return cols
+
+
+def filter_levels(problems: list[Problem], levels: Sequence[int] | None, name: str) -> list[Problem]:
+    """The problems whose level is in `levels` (None: all). Refuses a dataset without levels, and a choice
+    of levels that keeps nothing, rather than silently training on everything or nothing."""
+    if levels is None:
+        return problems
+    present = sorted({p.level for p in problems if p.level is not None})
+    if not present:
+        raise DatasetFormatError(
+            f"data.levels={list(levels)} but dataset {name} has no level column; set data.level_column, "
+            "or remove data.levels"
+        )
+    kept = [p for p in problems if p.level in set(levels)]
+    if not kept:
+        raise DatasetFormatError(
+            f"data.levels={list(levels)} keeps no rows of dataset {name} (its levels: {present}); choose among those"
+        )
+    return kept
 
 
 def stable_id(question: str, prefix: str = "q") -> str:

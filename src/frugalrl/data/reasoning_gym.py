@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from frugalrl.data.files import unique_ids
-from frugalrl.rewards import extract_boxed, reward_functions
+from frugalrl.rewards import MAX_ANSWER_CHARS, extract_boxed, reward_functions
 from frugalrl.types import Problem
 
 INSTALL_HINT = "pip install frugalrl[reasoning-gym]"
@@ -96,7 +96,8 @@ def reasoning_gym_strict_reward(
             raise ValueError(f"{name} has {len(column)} values for {n} completions")
     return [
         strict_score(
-            extract_boxed(completion),
+            # A completion that is not text (None) has no answer; the cap bounds the scan of a huge one.
+            extract_boxed(completion, max_chars=MAX_ANSWER_CHARS) if isinstance(completion, str) else None,
             answers[i],
             task=rg_task[i] if rg_task is not None else None,
             config=rg_config[i] if rg_config is not None else None,

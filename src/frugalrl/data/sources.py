@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from frugalrl.data.arithmetic import make_problems
-from frugalrl.data.files import load_problems
+from frugalrl.data.arithmetic import LEVELS, make_problems
+from frugalrl.data.files import filter_levels, load_problems
+from frugalrl.errors import DataError
 from frugalrl.registry import Registry
 from frugalrl.types import Problem
 
@@ -24,14 +25,23 @@ data_sources: Registry[DataSource] = Registry("data source")
 
 
 def problems_of(data: Any) -> tuple[list[Problem], list[Problem]]:
-    """(training problems, held-out problems) of the `data` config section."""
-    return data_sources.get(data.source)(data)
+    """(training problems, held-out problems) of the `data` config section. A source's ValueError is a
+    problem with the data or its settings: it is raised as a DataError (one line, exit 2 in the CLI)."""
+    try:
+        return data_sources.get(data.source)(data)
+    except DataError:
+        raise
+    except ValueError as err:
+        raise DataError(f"data.source={data.source}: {err}") from err
 
 
 @data_sources.register("arithmetic")
 def arithmetic_source(data: Any) -> tuple[list[Problem], list[Problem]]:
     """The built-in procedural arithmetic task, `data.levels` (default all), disjoint train/test questions."""
-    levels = list(data.levels) if data.levels else None
+    levels = list(data.levels) if data.levels is not None else None
+    unknown = [level for level in levels or [] if level not in LEVELS]
+    if unknown or levels == []:
+        raise DataError(f"data.levels={levels}: arithmetic levels are 1..{len(LEVELS)}")
     train = make_problems(data.train_size, seed=data.seed, levels=levels, split="train")
     held_out = make_problems(data.eval_size, seed=data.seed, levels=levels, split="test")
     return train, held_out
@@ -43,6 +53,8 @@ def reasoning_gym_source(data: Any) -> tuple[list[Problem], list[Problem]]:
     (reward: algo.reward=reasoning_gym_strict)."""
     from frugalrl.data.reasoning_gym import load_reasoning_gym
 
+    if data.levels is not None:
+        raise DataError("data.levels does not apply to data.source=reasoning_gym (its tasks have no levels)")
     problems = load_reasoning_gym(data.path, size=data.train_size + data.eval_size, seed=data.seed)
     return problems[data.eval_size :], problems[: data.eval_size]
 
@@ -67,13 +79,16 @@ def file_source(data: Any) -> tuple[list[Problem], list[Problem]]:
         train = load_problems(data.path, split=data.split, **options)
         held_out = load_problems(data.eval_path or data.path, split=data.eval_split, **options)
     else:
-        rows = load_problems(data.path, split=data.split, shuffle_seed=data.seed, **options)
+        rows = filter_levels(load_problems(data.path, split=data.split, shuffle_seed=data.seed, **options),
+                             data.levels, data.path)  # fmt: skip
         if len(rows) <= data.eval_size:
-            raise ValueError(
+            raise DataError(
                 f"{data.path} has {len(rows)} usable rows, too few to set aside data.eval_size={data.eval_size} "
-                "held-out problems; lower data.eval_size or set data.eval_path"
+                f"held-out problems; lower data.eval_size (e.g. data.eval_size={max(1, len(rows) // 5)}) "
+                "or set data.eval_path"
             )
         held_out, train = rows[: data.eval_size], rows[data.eval_size :]
+    train, held_out = filter_levels(train, data.levels, data.path), filter_levels(held_out, data.levels, data.path)
     return train[: data.train_size or None], held_out[: data.eval_size]
 
 

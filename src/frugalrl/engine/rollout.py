@@ -8,11 +8,17 @@ the samples, so replay methods get them without an extra pass.
 - `compact`: frugalrl's own decoding loop, which drops finished rows (and their KV cache) from the batch.
   `generate` keeps computing every row until the longest response ends, so a batch whose responses average
   25 tokens but reach 80 spends most of its forwards on rows that are already done.
+- `vllm`: an in-process vLLM engine (`frugalrl.engine.vllm_backend`), which holds its own copy of the
+  weights: the trainer calls `before_update` / `after_update` around each optimiser update so the engine
+  frees its memory and then receives the new weights (both are no-ops for `hf` and `compact`).
+
+A backend is built by `Backend.build(policy, format_prompt=..., token_budget=..., seed=..., options=...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -50,6 +56,27 @@ class HFGenerateBackend:
         self.format_prompt = format_prompt
         self.token_budget = token_budget
 
+    @classmethod
+    def build(
+        cls,
+        policy: Any,
+        *,
+        format_prompt: Callable[[str], str],
+        token_budget: int = 16384,
+        seed: int = 0,
+        options: dict[str, Any] | None = None,
+    ) -> HFGenerateBackend:
+        """The backend of a run, sampling from `policy` (a `Policy`). `seed` and `options` (rollout.vllm) are
+        for backends with an engine of their own; this one samples from torch's generator and has none."""
+        return cls(policy.model, policy.tokenizer, format_prompt=format_prompt, token_budget=token_budget)
+
+    def before_update(self) -> None:
+        """Called before each policy update: nothing to free, the backend has no memory of its own."""
+
+    def after_update(self) -> None:
+        """Called after each policy update (and after a resume loads weights): nothing to sync, the
+        backend samples from the policy's own weights."""
+
     @torch.no_grad()
     def generate(self, problems: list[Problem], params: SamplingParams) -> RolloutBatch:
         """`params.n` responses for each problem; rows of group i are i·n .. i·n + n − 1."""
@@ -84,7 +111,9 @@ class HFGenerateBackend:
     def _encode_prompts(self, problems: list[Problem]) -> tuple[Tensor, Tensor]:
         texts = [self.format_prompt(p.question) for p in problems]
         self.tokenizer.padding_side = "left"  # generation appends on the right: prompts must end flush
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True)
+        # A rendered chat template holds its special tokens already (frugalrl.data.templates).
+        special = getattr(self.format_prompt, "add_special_tokens", True)
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=special)
         return enc["input_ids"], enc["attention_mask"].bool()
 
     def _generate_chunk(self, prompt_ids: Tensor, prompt_mask: Tensor, params: SamplingParams) -> tuple[Tensor, Tensor]:
@@ -195,3 +224,9 @@ def _pad_cat(tensors: list[Tensor], value: float) -> Tensor:
     """Concatenate [n_i, T_i] tensors along rows, right-padding to the longest T."""
     width = max(t.shape[1] for t in tensors)
     return torch.cat([torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value) for t in tensors])
+
+
+# Registered last: the vLLM backend builds on HFGenerateBackend; vllm itself is imported only when it is built.
+from frugalrl.engine.vllm_backend import VLLMBackend  # noqa: E402
+
+rollout_backends.register("vllm")(VLLMBackend)

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos import Advantages, correct_share
+from frugalrl.algos.mismatch import engine_mismatch_metrics
 from frugalrl.tracking import PromptStat
 from frugalrl.types import RolloutBatch
 
@@ -26,7 +27,10 @@ def batch_metrics(
     kept_adv = adv.advantages[adv.keep]  # [n] or [n, T]
     if kept_adv.dim() == 2 and token_mask is not None:
         kept_adv = kept_adv[token_mask.bool()]  # [valid tokens]
-    return {
+    engine = {}  # sampled by another engine than the training model (vLLM): its log-prob gap to ours
+    if batch.engine_logp is not None:
+        engine = engine_mismatch_metrics(batch.behaviour_logp, batch.engine_logp, batch.response_mask)
+    return engine | {
         "rollout/reward_mean": batch.rewards.mean().item(),
         "rollout/reward_std": batch.rewards.std().item() if batch.num_rows > 1 else 0.0,
         "rollout/accuracy": batch.correct.float().mean().item(),

@@ -40,6 +40,7 @@ class UpdateSettings:
     kl_coef: float = 0.0  # β of a KL term in the loss (a KL in the reward is the critic's)
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
+    packing: bool = False  # the update's forwards pack sequences without padding (engine.policy.packed_logprobs)
 
 
 @torch.no_grad()
@@ -138,7 +139,7 @@ def _micro_batch_loss(
     device, sub = model.device, data.rows.select(rows)
     loss_fn = policy_losses.get(s.loss)
     logp, entropy = response_logprobs(
-        model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0
+        model, sub, temperature=s.temperature, with_entropy=True, entropy_grad=s.entropy_coef > 0, packed=s.packing
     )  # [n, T] each
     w, off, behaviour = weights.to(device), data.is_off[rows].to(device), sub.behaviour_logp.to(device)
     # With one optimiser step π_old is π_θ as it is now, for replayed rows too (RR's w = π_old/μ included).

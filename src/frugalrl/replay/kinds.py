@@ -176,6 +176,9 @@ class PromptReplay:
         strategy: str = field(default="highest_k", metadata=_help("which stored responses (replay_strategies)"))
         advantage_mode: str = field(default="split", metadata=_help("split or mixed (repo_advantage_modes)"))
         off_weight: float = field(default=1.0, metadata=_help("λ_off in L_on + λ_off·L_off"))
+        max_prompts: int = field(
+            default=100_000, metadata=_help("most prompts kept, least recently used evicted first (0: no cap)")
+        )
 
         def __post_init__(self) -> None:
             for name in ("capacity_per_prompt", "replay_k", "min_cache"):
@@ -185,6 +188,8 @@ class PromptReplay:
             repo_advantage_modes.get(self.advantage_mode)
             if self.off_weight < 0:
                 raise ValueError(f"replay.args.off_weight must be >= 0, got {self.off_weight}")
+            if self.max_prompts < 0:
+                raise ValueError(f"replay.args.max_prompts must be >= 0 (0: no cap), got {self.max_prompts}")
             if self.min_cache > self.capacity_per_prompt:
                 raise ValueError(
                     f"replay.args.min_cache={self.min_cache} > replay.args.capacity_per_prompt="
@@ -193,7 +198,7 @@ class PromptReplay:
 
     def __init__(self, *, seed: int, **args: Any) -> None:
         self.args = a = self.Args(**args)
-        self.buffer = PromptReplayBuffer(a.capacity_per_prompt, seed=seed)
+        self.buffer = PromptReplayBuffer(a.capacity_per_prompt, seed=seed, max_prompts=a.max_prompts)
         self.loss_inputs: LossInputs = BehaviourRatioInputs(off_weight=a.off_weight)
 
     def fresh_prompts(self, num_prompts: int) -> int:

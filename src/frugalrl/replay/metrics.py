@@ -20,7 +20,8 @@ def replay_metrics(
     replay/replayed_frac, replay/staleness_mean and replay/staleness_max (in steps, over replayed rows; 0
     when none), replay/buffer_bytes. RR (`GroupReplayBuffer`): replay/buffer_groups and
     replay/generation_saved (replayed rows stand in for generations). RePO (`PromptReplayBuffer`):
-    replay/buffer_prompts, replay/buffer_responses and replay/prompts_replayed (prompts with replayed rows).
+    replay/buffer_prompts, replay/buffer_responses, replay/prompts_replayed (prompts with replayed rows), and
+    from the first eviction on replay/evicted_prompts (prompts dropped by the max_prompts cap so far).
     """
     age = step - batch.generation_steps(step)  # [N] steps since generation
     off = age > 0  # [N]
@@ -39,6 +40,8 @@ def replay_metrics(
         metrics["replay/buffer_prompts"] = float(buffer.num_prompts)
         metrics["replay/buffer_responses"] = float(len(buffer))
         metrics["replay/prompts_replayed"] = float(len(batch.group_index[off].unique()))
+        if buffer.evicted_prompts:  # from the cap's first eviction on (a run under its cap logs as before)
+            metrics["replay/evicted_prompts"] = float(buffer.evicted_prompts)
     return metrics
 
 

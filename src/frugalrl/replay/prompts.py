@@ -8,7 +8,8 @@ update; it saves no generation.
 
 from __future__ import annotations
 
-from collections import deque
+import warnings
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,16 +52,26 @@ class PromptReplayBuffer:
     own generator (seeded by `seed`), which is part of the state, so a resumed run retrieves exactly what
     the uninterrupted run would have.
 
-    Memory grows with the number of distinct prompts seen (× capacity_per_prompt responses); `nbytes` says
-    how much. RePO's trap (ALGORITHMS.md §7): with min_cache = capacity = 16 and G = 8 fresh responses per
+    Memory grows with the number of distinct prompts kept (× capacity_per_prompt responses); `nbytes` says
+    how much. `max_prompts` caps the prompts kept (0: no cap): inserting a new prompt beyond it evicts the
+    least recently used one (LRU; retrieving or inserting a prompt's responses uses it), responses and
+    tokens together; `evicted_prompts` counts them over the run. A prompt evicted before it is drawn again
+    is not replayed on that visit, so the cap should exceed the prompts drawn between two visits of one
+    prompt (an epoch, with the uniform selector): it bounds memory, it is not meant to bite in normal use.
+    RePO's trap (ALGORITHMS.md §7): with min_cache = capacity = 16 and G = 8 fresh responses per
     visit, a prompt is first replayed on its third visit — choose min_cache, capacity and epochs together.
     """
 
-    def __init__(self, capacity_per_prompt: int = 16, *, seed: int = 0) -> None:
+    def __init__(self, capacity_per_prompt: int = 16, *, seed: int = 0, max_prompts: int = 0) -> None:
         if capacity_per_prompt < 1:
             raise ValueError(f"capacity_per_prompt must be at least 1, got {capacity_per_prompt}")
+        if max_prompts < 0:
+            raise ValueError(f"max_prompts must be >= 0 (0: no cap), got {max_prompts}")
         self.capacity_per_prompt = capacity_per_prompt
-        self._responses: dict[str, deque[ReplayResponse]] = {}
+        self.max_prompts = max_prompts
+        self.evicted_prompts = 0
+        # Ordered from least to most recently used; the same order keys _prompt_ids.
+        self._responses: OrderedDict[str, deque[ReplayResponse]] = OrderedDict()
         self._prompt_ids: dict[str, Tensor] = {}
         self._generator = torch.Generator().manual_seed(seed)
 
@@ -90,6 +101,7 @@ class PromptReplayBuffer:
             prompt, response, logp = row_tokens(batch, row)
             self._prompt_ids[prompt_id] = prompt
             entries = self._responses.setdefault(prompt_id, deque(maxlen=self.capacity_per_prompt))
+            self._responses.move_to_end(prompt_id)
             entries.append(
                 ReplayResponse(
                     response_ids=response,
@@ -101,6 +113,24 @@ class PromptReplayBuffer:
                     step=step,
                 )
             )
+        self._evict_beyond_cap()
+
+    def _evict_beyond_cap(self) -> None:
+        """Drop least recently used prompts until at most `max_prompts` are kept (no-op without a cap)."""
+        if not self.max_prompts or len(self._responses) <= self.max_prompts:
+            return
+        if not self.evicted_prompts:
+            warnings.warn(
+                f"the RePO buffer holds replay.args.max_prompts={self.max_prompts} prompts and starts evicting the "
+                "least recently used (replay/evicted_prompts counts them); an evicted prompt is not replayed "
+                "when drawn again: raise replay.args.max_prompts if that happens within an epoch",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        while len(self._responses) > self.max_prompts:
+            prompt_id, _ = self._responses.popitem(last=False)
+            del self._prompt_ids[prompt_id]
+            self.evicted_prompts += 1
 
     def retrieve(
         self, problems: list[Problem], k: int, *, strategy: str = "highest_k", min_cache: int = 1, pad_id: int = 0
@@ -120,6 +150,7 @@ class PromptReplayBuffer:
             stored = self.responses(problem.id)
             if len(stored) < min_cache:
                 continue
+            self._responses.move_to_end(problem.id)  # used: the last to be evicted
             rewards = torch.tensor([r.reward for r in stored], dtype=torch.float32)  # [n]
             steps = torch.tensor([r.step for r in stored], dtype=torch.long)  # [n]
             for i in choose(rewards, steps, k, generator=self._generator).tolist():
@@ -152,17 +183,21 @@ class PromptReplayBuffer:
         """Everything to resume: every prompt's responses (oldest first), prompt tokens, the generator."""
         return {
             "capacity_per_prompt": self.capacity_per_prompt,
-            "responses": {pid: list(d) for pid, d in self._responses.items()},
+            "responses": {pid: list(d) for pid, d in self._responses.items()},  # least recently used first
+            "evicted_prompts": self.evicted_prompts,
             "prompt_ids": dict(self._prompt_ids),
             "generator": self._generator.get_state(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict`. The configured capacity wins: a smaller one keeps each prompt's newest."""
+        """Restore a `state_dict`. The configured capacities win: a smaller capacity_per_prompt keeps each
+        prompt's newest responses, a smaller max_prompts the most recently used prompts."""
         cap = self.capacity_per_prompt
-        self._responses = {pid: deque(rs, maxlen=cap) for pid, rs in state["responses"].items()}
+        self._responses = OrderedDict((pid, deque(rs, maxlen=cap)) for pid, rs in state["responses"].items())
         self._prompt_ids = dict(state["prompt_ids"])
         self._generator.set_state(state["generator"])
+        self.evicted_prompts = state.get("evicted_prompts", 0)  # checkpoints from before the cap have none
+        self._evict_beyond_cap()
 
 
 def with_replayed(

@@ -7,6 +7,8 @@ facts such as `truncated`; functions read the fields they need and ignore the re
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 import string
 from collections.abc import Sequence
@@ -15,7 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from frugalrl.registry import Registry
-from frugalrl.rewards.extract import count_boxed, extract_boxed
+from frugalrl.rewards.extract import answer_extractors, count_boxed, extract_boxed
+from frugalrl.rewards.pool import verify_batch
+from frugalrl.rewards.stats import note
 from frugalrl.rewards.verify import DEFAULT_TIMEOUT_S, Verdict, verify_answer
 
 
@@ -40,15 +44,61 @@ MATH_SYMBOLS = (
 VALID_CHARS = frozenset(string.ascii_letters + string.digits + string.whitespace + string.punctuation + MATH_SYMBOLS)
 _INVALID_CHAR = re.compile("[^" + re.escape("".join(sorted(VALID_CHARS))) + "]")
 
+# Completions longer than this break LIMR's format without the other rules being run on them: LIMR has no
+# such rule (its generation limit, the `truncated` rule, makes it unnecessary), but a caller can pass any
+# text, and the repetition rule costs O(n log n) in-process. A million characters is beyond any generation
+# budget frugalrl runs with (64k tokens of a real tokenizer are ~250k characters).
+MAX_COMPLETION_CHARS = 1_000_000
 MAX_INVALID_FRACTION = 0.3
 MAX_BOXED = 4  # five or more boxes is a format error
 MIN_REPEAT_UNIT = 5
 MIN_REPEATS = 5
 
 
+def make_reward_function(name: str, *, extraction: str = "boxed") -> RewardFunction:
+    """The registered reward `name`, reading answers with the `extraction` extractor (`answer_extractors`).
+
+    `boxed` is every reward's default and returns the function itself; another extraction needs a reward
+    with an `extraction` argument (correctness, correctness_pm1, limr), else a ValueError names them.
+    """
+    fn = reward_functions.get(name)
+    answer_extractors.get(extraction)
+    if extraction == "boxed":
+        return fn
+    if "extraction" not in inspect.signature(fn).parameters:
+        readers = [
+            n for n in reward_functions.names() if "extraction" in inspect.signature(reward_functions.get(n)).parameters
+        ]
+        raise ValueError(
+            f"algo.answer_extraction={extraction} needs a reward that reads it; algo.reward={name} reads only "
+            f"\\boxed{{}} answers: use one of {', '.join(readers)}, or answer_extraction=boxed"
+        )
+    return functools.partial(fn, extraction=extraction)
+
+
 def judge_completion(completion: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:
     """Verdict on the last `\\boxed{...}` of `completion` against `gold`; no (closed) box is WRONG."""
     return verify_answer(extract_boxed(completion), gold, timeout=timeout)
+
+
+def judge_completions(
+    completions: Sequence[object],
+    answers: Sequence[object],
+    *,
+    extraction: str = "boxed",
+    timeout: float = DEFAULT_TIMEOUT_S,
+    batch_timeout: float | None = None,
+) -> list[Verdict]:
+    """Verdicts on a batch: each completion's answer, read by the `extraction` extractor
+    (`answer_extractors`: boxed, gsm8k, last_number, answer_is), checked against its gold answer by
+    `verify_batch` — in parallel, within `batch_timeout` seconds (default 1.5 × `timeout`) whatever the
+    answers are. A completion that is not a string (None) or has no answer is WRONG. Counts the responses
+    without an answer into any open `record_reward_stats()`.
+    """
+    extract = answer_extractors.get(extraction)
+    predictions = [extract(c) if isinstance(c, str) else None for c in completions]
+    note(responses=len(predictions), no_answer=sum(p is None for p in predictions))
+    return verify_batch(predictions, answers, timeout=timeout, batch_timeout=batch_timeout)
 
 
 def invalid_char_fraction(text: str) -> float:
@@ -122,20 +172,27 @@ def _periodic_run_at(codes: np.ndarray, p: int, L: int, k: int) -> bool:
     return bool(edges.size) and int((edges[1::2] - edges[::2]).max()) >= k * L
 
 
-def format_violations(completion: str, *, truncated: bool = False) -> list[str]:
+def format_violations(completion: str, *, truncated: bool = False, extraction: str = "boxed") -> list[str]:
     """Names of the LIMR format rules `completion` breaks (empty list: well formatted). ALGORITHMS.md §1.
 
     `truncated`: generation stopped at the length limit, not at end-of-sequence. The verifier-timeout rule
-    needs the gold answer and is applied in `limr_reward`.
+    needs the gold answer and is applied in `limr_reward`. With an `extraction` other than boxed, the box
+    rules (no_boxed, too_many_boxed) are replaced by no_answer: that extractor finds nothing. A completion
+    over `MAX_COMPLETION_CHARS` is `too_long`, and no other rule is run on it.
     """
     violations = []
     if truncated:
         violations.append("truncated")
-    boxes = count_boxed(completion)
-    if boxes == 0:
-        violations.append("no_boxed")
-    elif boxes > MAX_BOXED:
-        violations.append("too_many_boxed")
+    if len(completion) > MAX_COMPLETION_CHARS:
+        return [*violations, "too_long"]
+    if extraction == "boxed":
+        boxes = count_boxed(completion)
+        if boxes == 0:
+            violations.append("no_boxed")
+        elif boxes > MAX_BOXED:
+            violations.append("too_many_boxed")
+    elif answer_extractors.get(extraction)(completion) is None:
+        violations.append("no_answer")
     if invalid_char_fraction(completion) > MAX_INVALID_FRACTION:
         violations.append("invalid_chars")
     if has_repetition(completion):
@@ -156,30 +213,47 @@ def _check_lengths(completions: Sequence, answers: Sequence, **named: Sequence |
 
 @reward_functions.register("correctness")
 def correctness_reward(
-    completions: list[str], answers: list[str], *, verifier_timeout: float = DEFAULT_TIMEOUT_S, **fields: Any
+    completions: list[str],
+    answers: list[str],
+    *,
+    extraction: str = "boxed",
+    verifier_timeout: float = DEFAULT_TIMEOUT_S,
+    verifier_batch_timeout: float | None = None,
+    **fields: Any,
 ) -> list[float]:
-    """Binary reward r ∈ {0, 1}: 1.0 iff the last `\\boxed{}` equals the gold answer (ALGORITHMS.md §1)."""
+    """Binary reward r ∈ {0, 1}: 1.0 iff the completion's answer equals the gold answer (ALGORITHMS.md §1).
+
+    The answer is the last `\\boxed{}` unless `extraction` names another extractor (gsm8k `#### 42`,
+    last_number, answer_is). `verifier_timeout` bounds each answer, `verifier_batch_timeout` the whole call
+    (see `judge_completions`); an answer the verifier gives up on scores 0.
+    """
     _check_lengths(completions, answers)
-    return [
-        1.0 if judge_completion(c, a, timeout=verifier_timeout) is Verdict.CORRECT else 0.0
-        for c, a in zip(completions, answers, strict=True)
-    ]
+    verdicts = judge_completions(
+        completions, answers, extraction=extraction, timeout=verifier_timeout, batch_timeout=verifier_batch_timeout
+    )
+    return [1.0 if v is Verdict.CORRECT else 0.0 for v in verdicts]
 
 
 @reward_functions.register("correctness_pm1", provides=("signed_rewards",))
 def correctness_pm1_reward(
-    completions: list[str], answers: list[str], *, verifier_timeout: float = DEFAULT_TIMEOUT_S, **fields: Any
+    completions: list[str],
+    answers: list[str],
+    *,
+    extraction: str = "boxed",
+    verifier_timeout: float = DEFAULT_TIMEOUT_S,
+    verifier_batch_timeout: float | None = None,
+    **fields: Any,
 ) -> list[float]:
     """r ∈ {−1, +1}: the ±1 convention of Reinforce / Reinforce-Rej (Minimalist paper; ALGORITHMS.md §1).
 
     Not interchangeable with `correctness` for algorithms without group normalisation: with 0/1 rewards a
-    wrong answer contributes no gradient at all.
+    wrong answer contributes no gradient at all. Arguments as for `correctness`.
     """
     _check_lengths(completions, answers)
-    return [
-        1.0 if judge_completion(c, a, timeout=verifier_timeout) is Verdict.CORRECT else -1.0
-        for c, a in zip(completions, answers, strict=True)
-    ]
+    verdicts = judge_completions(
+        completions, answers, extraction=extraction, timeout=verifier_timeout, batch_timeout=verifier_batch_timeout
+    )
+    return [1.0 if v is Verdict.CORRECT else -1.0 for v in verdicts]
 
 
 @reward_functions.register("limr", provides=("signed_rewards",))
@@ -188,7 +262,9 @@ def limr_reward(
     answers: list[str],
     *,
     truncated: Sequence[bool] | None = None,
+    extraction: str = "boxed",
     verifier_timeout: float = DEFAULT_TIMEOUT_S,
+    verifier_batch_timeout: float | None = None,
     **fields: Any,
 ) -> list[float]:
     """LIMR's three-level reward (arXiv 2502.11886, ALGORITHMS.md §1): +1 correct, −0.5 wrong, −1 bad format.
@@ -196,15 +272,27 @@ def limr_reward(
     Format errors are the rules of `format_violations` plus a verifier timeout. `truncated[i]` is True when
     completion i hit the length limit; without the field nothing counts as truncated. A format error wins
     over a correct answer: otherwise a loop repeating the right `\\boxed{}` (the case the 5+-boxes rule
-    targets) would score +1.
+    targets) would score +1. A completion that is not a string is a format error. With an `extraction`
+    other than boxed, the two box-count rules become one: the extractor must find an answer.
     """
     _check_lengths(completions, answers, truncated=truncated)
     flags = truncated if truncated is not None else [False] * len(completions)
-    rewards = []
-    for completion, gold, cut in zip(completions, answers, flags, strict=True):
-        if format_violations(completion, truncated=bool(cut)):
-            rewards.append(-1.0)
-            continue
-        verdict = judge_completion(completion, gold, timeout=verifier_timeout)
-        rewards.append({Verdict.CORRECT: 1.0, Verdict.WRONG: -0.5, Verdict.TIMEOUT: -1.0}[verdict])
+    well_formed = [
+        i
+        for i, (completion, cut) in enumerate(zip(completions, flags, strict=True))
+        if isinstance(completion, str) and not format_violations(completion, truncated=bool(cut), extraction=extraction)
+    ]
+    verdicts = judge_completions(
+        [completions[i] for i in well_formed],
+        [answers[i] for i in well_formed],
+        extraction=extraction,
+        timeout=verifier_timeout,
+        batch_timeout=verifier_batch_timeout,
+    )
+    extract, judged = answer_extractors.get(extraction), set(well_formed)
+    others = [c for i, c in enumerate(completions) if i not in judged]
+    note(responses=len(others), no_answer=sum(not isinstance(c, str) or extract(c) is None for c in others))
+    rewards = [-1.0] * len(completions)
+    for i, verdict in zip(well_formed, verdicts, strict=True):
+        rewards[i] = {Verdict.CORRECT: 1.0, Verdict.WRONG: -0.5, Verdict.TIMEOUT: -1.0}[verdict]
     return rewards

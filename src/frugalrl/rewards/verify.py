@@ -29,9 +29,11 @@ import sys
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from pathlib import Path
 
-from frugalrl.rewards.extract import compare_fast
+from frugalrl.rewards.extract import MAX_ANSWER_CHARS, compare_fast
+from frugalrl.rewards.stats import note
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +69,28 @@ def _stop_process(proc: subprocess.Popen, owner_pid: int) -> None:
         proc.kill()
         proc.wait()
     proc.stdout.close()
+
+
+def spawn_worker_process() -> subprocess.Popen:
+    """A fresh math-verify child (not yet ready: it writes {"ready": true} once sympy is imported)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    # subprocess execs a fresh interpreter rather than forking this one: fork() copies a process that may
+    # hold torch/CUDA/tokenizer threads and their locks, and multiprocessing's spawn would re-import the
+    # caller's __main__ (re-running an unguarded training script).
+    return subprocess.Popen(
+        [sys.executable, "-c", _WORKER_CODE.format(root=_PACKAGE_ROOT)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+        env=env,
+    )
+
+
+def startup_failure(startup_timeout: float, code: int | None) -> str:
+    return (
+        f"the math-verify worker did not start in {startup_timeout:.0f} s (exit code {code}); "
+        f"check that `{sys.executable} -c 'import math_verify'` works (its error is printed above)"
+    )
 
 
 class MathVerifyWorker:
@@ -124,27 +148,14 @@ class MathVerifyWorker:
         if self._proc is not None and self._proc.poll() is None:
             return
         self._stop()
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        # subprocess execs a fresh interpreter rather than forking this one: fork() copies a process that may
-        # hold torch/CUDA/tokenizer threads and their locks, and multiprocessing's spawn would re-import the
-        # caller's __main__ (re-running an unguarded training script).
-        self._proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_CODE.format(root=_PACKAGE_ROOT)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            bufsize=0,
-            env=env,
-        )
+        self._proc = spawn_worker_process()
         self._finalizer = weakref.finalize(self, _stop_process, self._proc, self._owner_pid)
         ready = self._read_line(time.monotonic() + self.startup_timeout)
         if not ready or not json.loads(ready).get("ready"):
             self._proc.kill()
             code = self._proc.wait()  # our kill if it hung, its own exit code if it failed
             self._stop()
-            raise RuntimeError(
-                f"the math-verify worker did not start in {self.startup_timeout:.0f} s (exit code {code}); "
-                f"check that `{sys.executable} -c 'import math_verify'` works (its error is printed above)"
-            )
+            raise RuntimeError(startup_failure(self.startup_timeout, code))
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's child process without stopping it, and start afresh."""
@@ -207,22 +218,84 @@ def default_worker() -> MathVerifyWorker:
         return _default_worker
 
 
-def verify_answer(prediction: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:
-    """Is `prediction` (an extracted answer, e.g. from `extract_boxed`) equal to `gold`? (ALGORITHMS.md §1)
+def quick_verdict(prediction: object, gold: str) -> Verdict | None:
+    """The verdict when it needs no math-verify, else None. Bounded time on any input.
 
-    Order: an empty/None prediction is WRONG; the exact/numeric fast path (`compare_fast`) decides when it
-    can; a prediction over `MAX_PREDICTION_CHARS` is WRONG; otherwise math-verify decides in the worker
-    process, and an answer it cannot settle within `timeout` seconds is TIMEOUT (callers score it wrong).
+    In order: a prediction that is not a non-blank string is WRONG; one over `MAX_ANSWER_CHARS` raw
+    characters is WRONG before any normalisation (so no pass over a megabyte of `$` ever runs); the
+    exact/numeric fast path (`compare_fast`) decides when it can; what is still over `MAX_PREDICTION_CHARS`
+    after that is WRONG.
     """
-    if prediction is None or not prediction.strip():
+    if not isinstance(prediction, str) or len(prediction) > MAX_ANSWER_CHARS or not prediction.strip():
         return Verdict.WRONG
-    gold = str(gold)  # dataset columns can arrive as int or float
     fast = compare_fast(prediction, gold)
     if fast is not None:
         return Verdict.CORRECT if fast else Verdict.WRONG
     if len(prediction) > MAX_PREDICTION_CHARS:
         return Verdict.WRONG
-    return default_worker().verify(prediction, gold, timeout=timeout)
+    return None
+
+
+class VerdictCache:
+    """Bounded LRU of math-verify verdicts keyed by (prediction, gold); thread-safe.
+
+    CORRECT and WRONG are facts about the pair and are reused for any timeout. TIMEOUT is stored with the
+    timeout it was given and reused only for a call with the same or a shorter one: an answer that beat
+    neither 3 s then nor now is not tried again, but a longer budget gets its chance.
+    """
+
+    def __init__(self, max_entries: int = 65_536) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, str], tuple[Verdict, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, prediction: str, gold: str, timeout: float) -> Verdict | None:
+        with self._lock:
+            entry = self._entries.get((prediction, gold))
+            if entry is None:
+                return None
+            self._entries.move_to_end((prediction, gold))
+        verdict, tried_for = entry
+        return None if verdict is Verdict.TIMEOUT and timeout > tried_for else verdict
+
+    def put(self, prediction: str, gold: str, verdict: Verdict, timeout: float) -> None:
+        with self._lock:
+            self._entries[(prediction, gold)] = (verdict, timeout)
+            self._entries.move_to_end((prediction, gold))
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verdict_cache = VerdictCache()
+
+
+def verify_answer(prediction: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:
+    """Is `prediction` (an extracted answer, e.g. from `extract_boxed`) equal to `gold`? (ALGORITHMS.md §1)
+
+    `quick_verdict` settles what it can; a pair math-verify has judged before comes from `verdict_cache`;
+    otherwise math-verify decides in the worker process, and an answer it cannot settle within `timeout`
+    seconds is TIMEOUT (callers score it wrong). One answer at a time: a batch goes to `verify_batch`
+    (`frugalrl.rewards.pool`), which checks in parallel under one deadline.
+    """
+    gold = str(gold)  # dataset columns can arrive as int or float
+    quick = quick_verdict(prediction, gold)
+    if quick is not None:
+        return quick
+    cached = verdict_cache.get(prediction, gold, timeout)
+    if cached is not None:
+        note(cache_hits=1, verify_timeouts=int(cached is Verdict.TIMEOUT))
+        return cached
+    verdict = default_worker().verify(prediction, gold, timeout=timeout)
+    verdict_cache.put(prediction, gold, verdict, timeout)
+    note(verify_timeouts=int(verdict is Verdict.TIMEOUT))
+    return verdict
 
 
 def is_correct(prediction: str | None, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> bool:

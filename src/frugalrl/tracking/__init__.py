@@ -8,6 +8,7 @@ Everything a training run leaves on disk goes through this package::
       stats.sqlite               per-prompt, per-step statistics           StatsStore, PromptStat
       checkpoints/step_N/        committed atomically                      atomic_directory, latest_checkpoint
       events.out.tfevents.*      optional TensorBoard mirror of the metrics (the `tensorboard` extra)
+      wandb/, mlflow.db          optional W&B (offline) and MLflow mirrors (run.report_to; integrations)
       report.md, plots/*.png     summary table and curves                  write_report
 
 Writes are atomic or append-only and flushed: a killed run loses at most the step in flight. To resume

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, SupportsFloat
 
 from frugalrl.tracking.atomic import atomic_write_text
+from frugalrl.tracking.integrations import Tracker, check_report_to, trackers
 
 Record = dict[str, Any]
 """One metrics record: {"step": int, "<namespace>/<name>": float | int, ...}."""
@@ -102,16 +103,34 @@ class MetricsLog:
 
     Values may be Python or NumPy numbers or 0-d tensors (converted with `float`; ints stay ints); a None
     value is left out of the record. `fsync=True` also survives power loss, at one disk sync per step.
-    `tensorboard=True` mirrors every scalar to TensorBoard event files in the same directory if
-    `tensorboard` is installed (the optional extra), and warns once and carries on without it otherwise.
+
+    `report_to` mirrors every record to the named trackers (tensorboard, wandb, mlflow; see
+    `frugalrl.tracking.integrations`), each created at the first record; a name whose package is not
+    installed is a ValueError here, before the run starts. `run_name` and `config` (a nested dict) describe
+    the run to W&B and MLflow. The older `tensorboard=True` means `report_to=["tensorboard"]`, except that a
+    missing tensorboard package only warns once and logging carries on.
     """
 
-    def __init__(self, path: Path | str, *, tensorboard: bool = False, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        tensorboard: bool = False,
+        report_to: Iterable[str] = (),
+        run_name: str = "run",
+        config: Mapping[str, Any] | None = None,
+        fsync: bool = False,
+    ) -> None:
+        report_to = list(dict.fromkeys(report_to))
+        check_report_to(report_to)
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fsync = fsync
         self._last_step: int | None = None
-        self._tensorboard = tensorboard
+        self._tensorboard = tensorboard or "tensorboard" in report_to
+        self._external = [name for name in report_to if name != "tensorboard"]
+        self._trackers: dict[str, Tracker] = {}
+        self._run_name, self._config = run_name, dict(config or {})
         self._writer: Any = None
         self._tb_purge_step: int | None = None
         if self.path.exists():
@@ -166,6 +185,9 @@ class MetricsLog:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        for tracker in self._trackers.values():
+            tracker.close()
+        self._trackers = {}
 
     def __enter__(self) -> MetricsLog:
         return self
@@ -183,6 +205,12 @@ class MetricsLog:
             self._tb_purge_step = self._last_step + 1
 
     def _mirror(self, record: Record) -> None:
+        for name in self._external:
+            if name not in self._trackers:
+                self._trackers[name] = trackers.get(name)(
+                    self.path.parent, run_name=self._run_name, config=self._config, purge_step=self._tb_purge_step
+                )
+            self._trackers[name].log(record)
         if not self._tensorboard:
             return
         if self._writer is None:

@@ -8,18 +8,21 @@ import math
 import torch
 
 from frugalrl.config import Config, TrainerConfig
-from frugalrl.data import prompt_templates
+from frugalrl.data import make_prompt_formatter
 from frugalrl.engine.critic import CriticPart, CriticSettings, critics
 from frugalrl.engine.policy import Policy, load_policy
 from frugalrl.engine.rollout import HFGenerateBackend, rollout_backends
 from frugalrl.engine.update import UpdateSettings
+from frugalrl.errors import ConfigError
 
 
 def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"run.device={device} but no CUDA device is available; use run.device=cpu")
+        raise ConfigError(f"run.device={device} but no CUDA device is available; use run.device=cpu (or auto)")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"run.device={device} but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 
@@ -63,11 +66,22 @@ def load_policy_and_backend(model_path: str, config: Config) -> tuple[Policy, HF
         resolve_model_path(model_path), device=resolve_device(config.run.device), dtype=config.model.dtype
     )
     policy.model.eval()
-    backend = rollout_backends.get(config.rollout.backend)(
-        policy.model,
-        policy.tokenizer,
-        format_prompt=prompt_templates.get(config.data.template),
+    if config.model.lora.r:
+        from frugalrl.engine.lora import add_lora
+
+        policy = add_lora(policy, config.model.lora)
+    try:
+        format_prompt = make_prompt_formatter(
+            config.data.template, policy.tokenizer, system_prompt=config.data.system_prompt
+        )
+    except ValueError as err:  # a template this model's tokenizer cannot serve (chat without a chat template)
+        raise ConfigError(str(err)) from None
+    backend = rollout_backends.get(config.rollout.backend).build(
+        policy,
+        format_prompt=format_prompt,
         token_budget=config.rollout.token_budget,
+        seed=config.run.seed,
+        options=dict(config.rollout.vllm),
     )
     return policy, backend
 
@@ -86,6 +100,7 @@ def update_settings(cfg: Config) -> UpdateSettings:
         kl_coef=cfg.algo.kl_loss_coef,
         kl_estimator=cfg.algo.kl_estimator,
         entropy_coef=cfg.algo.entropy_coef,
+        packing=cfg.trainer.packing,
     )
 
 

@@ -8,8 +8,9 @@ from frugalrl.config import Config
 from frugalrl.data import problems_of
 from frugalrl.engine.rollout import HFGenerateBackend
 from frugalrl.eval import EvalProtocol, evaluate
-from frugalrl.rewards import RewardFunction, reward_functions, score_batch
+from frugalrl.rewards import RewardFunction, make_reward_function, score_batch
 from frugalrl.training.build import load_policy_and_backend
+from frugalrl.training.guards import guarded_problems
 from frugalrl.types import Problem, RolloutBatch
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation samples from its own stream, apart from training's
@@ -44,9 +45,10 @@ def held_out_metrics(
 
 def evaluate_model(model: str, config: Config) -> tuple[dict[str, float], str]:
     """Metrics of the model at `model` on the config's held-out problems, and the protocol in words."""
-    _, backend = load_policy_and_backend(model, config)
-    _, held_out = problems_of(config.data)
+    _, held_out = problems_of(config.data)  # a data error surfaces before the model loads
+    policy, backend = load_policy_and_backend(model, config)
+    _, held_out = guarded_problems(config, policy, [], held_out)
     protocol = protocol_of(config)
-    reward_fn = reward_functions.get(config.algo.reward)
+    reward_fn = make_reward_function(config.algo.reward, extraction=config.algo.answer_extraction)
     metrics = held_out_metrics(backend, held_out[: config.eval.num_problems], protocol, reward_fn, seed=config.run.seed)
     return metrics, protocol.describe()

@@ -9,7 +9,6 @@ replay kind, critic, advantage estimator, policy loss): the loop itself never br
 
 from __future__ import annotations
 
-import copy
 import random
 import time
 import warnings
@@ -22,14 +21,15 @@ import torch
 from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, advantage_estimators
-from frugalrl.config import RESUMABLE_CHANGES, Config, config_changes, load_config, to_yaml
+from frugalrl.config import Config, to_yaml
 from frugalrl.data import problems_of
-from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
+from frugalrl.engine.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
+from frugalrl.engine.lora import reference_model
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
 from frugalrl.engine.update import batch_logprobs, policy_update
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import reward_functions, score_batch
+from frugalrl.rewards import StepRewardMonitor, make_reward_function, score_batch
 from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
 from frugalrl.training.build import (
@@ -41,6 +41,13 @@ from frugalrl.training.build import (
     update_settings,
 )
 from frugalrl.training.evaluation import held_out_metrics, protocol_of
+from frugalrl.training.guards import (
+    check_resumable,
+    guarded_problems,
+    interruption,
+    open_run_dir,
+    refuse_existing_run,
+)
 from frugalrl.types import Problem, RolloutBatch, SamplingParams, concat_batches
 
 
@@ -73,11 +80,11 @@ class Trainer:
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
-        self.run_dir = RunDir(cfg.run_dir)
+        problems = problems_of(cfg.data)  # a data error surfaces before the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
-        self.ref_model = _frozen_copy(self.policy.model) if needs_ref else None
-        self.train_set, self.eval_set = problems_of(cfg.data)
+        self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
+        self.train_set, self.eval_set = guarded_problems(cfg, self.policy, *problems)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
             rollout=self._reference_rollout,
@@ -89,7 +96,8 @@ class Trainer:
             self.train_set, seed=cfg.run.seed, context=context, **cfg.select.selector_args
         )
         self.replay = replay_kinds.get(cfg.replay.kind)(seed=cfg.run.seed, **cfg.replay.args)
-        self.reward_fn = reward_functions.get(cfg.algo.reward)
+        self.reward_fn = make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)
+        self.reward_monitor = StepRewardMonitor(extraction=cfg.algo.answer_extraction)
         self.estimator = advantage_estimators.get(cfg.algo.advantage)
         self.optimizer, self.scheduler = build_optimizer(self.policy.model, cfg.trainer)
         self.update_settings = update_settings(cfg)
@@ -105,8 +113,15 @@ class Trainer:
     def run(self, *, resume: bool = False) -> RunDir:
         """Train to `trainer.max_steps` (or the time limit); returns the run directory with its report."""
         cfg = self.config
+        self.run_dir = open_run_dir(cfg, resume=resume)  # created only now: a failed setup writes nothing
         start = self._resume() if resume else self._start()
-        metrics_log = MetricsLog(self.run_dir.metrics_path, tensorboard=cfg.run.tensorboard)
+        metrics_log = MetricsLog(
+            self.run_dir.metrics_path,
+            tensorboard=cfg.run.tensorboard,
+            report_to=cfg.run.report_to,
+            run_name=cfg.run.name,
+            config=asdict(cfg),
+        )
         stats = StatsStore(self.run_dir.stats_path)
         # A resumed run rewrites what came after its checkpoint; a fresh one clears a killed run's leftovers.
         keep_through = start if resume else -1
@@ -155,13 +170,17 @@ class Trainer:
             del timings["time/values"]
         adv = self.replay.advantages(inputs, is_off, lambda i: self.estimator(i, **cfg.algo.advantage_args))
         train_batch = filtered.select(adv.keep)
+        advantages = _engine_corrected(adv.advantages[adv.keep], train_batch, cfg.rollout.tis_cap)
         with _timed(timings, "time/update"):
+            self.backend.before_update()  # vllm: the engine frees its memory for the update
             update_metrics = policy_update(
-                self.policy.model, self.optimizer, train_batch, adv.advantages[adv.keep], self.update_settings,
+                self.policy.model, self.optimizer, train_batch, advantages, self.update_settings,
                 ref_model=self.ref_model, is_off=is_off[adv.keep], loss_inputs=self.replay.loss_inputs,
             )  # fmt: skip
             kept = [None if x is None else x[adv.keep] for x in (adv.returns, old_values)]
             update_metrics |= self.critic.update(train_batch, *kept) | critic_metrics
+        with _timed(timings, "time/weight_sync"):
+            self.backend.after_update()  # vllm: the engine receives the updated weights; hf, compact: nothing
         lr = self.scheduler.get_last_lr()[0]  # the rate this step trained with
         self.scheduler.step()
         fresh_trained = int((~is_off[adv.keep]).sum())  # kept_frac is a share of what was generated
@@ -173,6 +192,7 @@ class Trainer:
         metrics.update({k: float(v) for k, v in update_metrics.items()})
         metrics.update(self.replay.metrics(train_batch, step))
         metrics.update(self.selector.metrics())
+        metrics.update(self.reward_monitor.step_metrics(step))
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
@@ -221,7 +241,8 @@ class Trainer:
         with _timed(timings, f"time/{phase}"):
             batch = self.backend.generate(problems, self.sampling)
         with _timed(timings, "time/score" if phase == "generate" else f"time/{phase}"):  # reference: both phases
-            score_batch(batch, self.reward_fn)
+            with self.reward_monitor.recording():  # verifier timeouts and answerless responses of the step
+                score_batch(batch, self.reward_fn)
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
         return batch
@@ -272,25 +293,16 @@ class Trainer:
         return bool(every) and step % every == 0
 
     def _start(self) -> int:
-        if self.run_dir.latest_checkpoint() is not None:
-            raise FileExistsError(
-                f"{self.run_dir.path} already holds a run; pass --resume to continue it, "
-                "or choose another run.name / run.dir"
-            )
+        refuse_existing_run(self.run_dir)
         atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
         return 0
 
     def _resume(self) -> int:
-        path = self.run_dir.latest_checkpoint()
-        if path is None:
-            raise FileNotFoundError(f"no checkpoint to resume from in {self.run_dir.checkpoints_dir}")
-        changed = config_changes(load_config(self.run_dir.config_path), self.config)
-        if changed:
-            raise ValueError(
-                f"cannot resume {self.run_dir.path} with a different config: {', '.join(changed)} changed "
-                f"(only {', '.join(RESUMABLE_CHANGES)} may); start a new run instead"
-            )
-        loop = load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        check_resumable(self.run_dir, self.config)
+        loop = load_latest_checkpoint(  # the newest checkpoint that verifies, with a warning for any skipped
+            self.run_dir, lambda path: load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
+        )
+        self.backend.after_update()  # an engine with its own weights (vllm) gets the checkpoint's
         self.selector.load_state_dict(loop["selector"])
         self.critic.load_state_dict(loop.get("critic", {}))
         self.replay.load_state_dict(loop["replay"])
@@ -335,22 +347,31 @@ class _timed:
         self.timings[self.key] = self.timings.get(self.key, 0.0) + time.perf_counter() - self.began
 
 
+def _engine_corrected(advantages: Tensor, batch: RolloutBatch, cap: float) -> Tensor:
+    """`advantages` weighted per token by min(π/π_engine, cap) (rollout.tis_cap) when another engine sampled
+    the batch; unchanged when the cap is 0 or the training model sampled it."""
+    if not cap or batch.engine_logp is None:
+        return advantages
+    from frugalrl.algos.mismatch import truncated_is_advantages
+
+    return truncated_is_advantages(advantages, batch.behaviour_logp, batch.engine_logp, batch.response_mask, cap)
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
 
 
-def _frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    ref = copy.deepcopy(model).eval()
-    ref.requires_grad_(False)
-    return ref
-
-
 def train(config: Config, *, resume: bool = False) -> Path:
-    """Run the configured training; returns the run directory."""
+    """Run the configured training; returns the run directory. Ctrl-C raises `Interrupted` (step, checkpoint)."""
     if config.algo.kind == "preference":
         from frugalrl.training.preference import PreferenceTrainer
 
-        return PreferenceTrainer(config).run(resume=resume).path
-    return Trainer(config).run(resume=resume).path
+        trainer: Trainer = PreferenceTrainer(config)
+    else:
+        trainer = Trainer(config)
+    try:
+        return trainer.run(resume=resume).path
+    except KeyboardInterrupt:
+        raise interruption(trainer) from None

@@ -1,0 +1,160 @@
+"""LoRA adapters through PEFT (the optional `peft` extra, imported only when `model.lora.r` > 0).
+
+The adapters are injected into the policy's own modules, so every part that holds `policy.model` (the
+rollout backends, the update, evaluation) runs the adapted model unchanged, and only the adapter
+parameters require gradients: the optimiser holds nothing else. The KL reference is the same model with
+its adapters switched off (`AdapterDisabledReference`), so a LoRA run keeps one copy of the base weights.
+
+Checkpoints hold the adapter in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`) next to
+the tokenizer; `frugalrl export RUN --merged OUT` folds it into the base weights (`export_merged`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+
+from frugalrl.engine.policy import ADAPTER_CONFIG, Policy
+
+PEFT_HINT = "pip install 'frugalrl[peft]' (or: pip install peft)"
+ALL_LINEAR = "all-linear"  # PEFT's name for every linear layer but the output head
+
+
+class LoraSettings(Protocol):
+    """What `add_lora` reads (the `model.lora` config section has these fields)."""
+
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: Sequence[str]
+
+
+def peft_available() -> bool:
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_peft() -> Any:
+    """The `peft` module, or an ImportError that says how to install it."""
+    try:
+        import peft
+    except ImportError as err:
+        raise ImportError(f"model.lora.r > 0 needs the peft package, which is not installed: {PEFT_HINT}") from err
+    return peft
+
+
+def add_lora(policy: Policy, settings: LoraSettings) -> Policy:
+    """`policy` with fresh LoRA adapters (B = 0, so the adapted model starts as the base) injected into its
+    model in place; the base weights are frozen. The returned policy's `adapter` is PEFT's wrapper."""
+    peft = require_peft()
+    targets = list(settings.target_modules)
+    config = peft.LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=ALL_LINEAR if targets == [ALL_LINEAR] else targets,
+        task_type="CAUSAL_LM",
+    )
+    training = policy.model.training
+    wrapper = peft.get_peft_model(policy.model, config)
+    wrapper.train(training)  # the policy stays in the mode it was loaded in (eval: no dropout anywhere)
+    return Policy(policy.model, policy.tokenizer, adapter=wrapper)
+
+
+class AdapterDisabledReference:
+    """The policy's base model (its LoRA adapters switched off) as the frozen KL reference π_ref.
+
+    It stands in for a frozen copy of the initial policy wherever a reference model is called
+    (`batch_logprobs`, `response_logprobs`): it has the model's `device` and call signature, runs without
+    gradients, and shares every weight with the policy, so it costs no memory.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        if policy.adapter is None:
+            raise ValueError("AdapterDisabledReference needs a policy with LoRA adapters (model.lora.r > 0)")
+        self.adapter = policy.adapter
+        self.model = policy.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with torch.no_grad(), self.adapter.disable_adapter():
+            return self.model(*args, **kwargs)
+
+
+def reference_model(policy: Policy) -> Any:
+    """The frozen reference π_ref for the KL term and eval/kl_to_initial: the base under the adapters for a
+    LoRA policy, else a frozen copy of the policy's model as it is now (its initial weights)."""
+    if policy.adapter is not None:
+        return AdapterDisabledReference(policy)
+    ref = copy.deepcopy(policy.model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, Tensor]]:
+    """(name, tensor) of every weight of `model` with its active LoRA deltas folded in, under the names the
+    model has without adapters (what `from_pretrained` and inference engines expect). Nothing is modified."""
+    layers = {name: module for name, module in model.named_modules() if hasattr(module, "get_delta_weight")}
+    for name, tensor in model.state_dict().items():
+        if ".lora_" in name:
+            continue
+        if ".base_layer." not in name:
+            yield name, tensor
+            continue
+        owner = name.split(".base_layer.")[0]
+        layer = layers[owner]
+        if name.endswith(".base_layer.weight") and not layer.merged and not layer.disable_adapters:
+            with torch.no_grad():
+                tensor = tensor + sum(layer.get_delta_weight(a) for a in layer.active_adapters)
+        yield name.replace(".base_layer.", "."), tensor
+
+
+def load_adapter_weights(policy: Policy, directory: Path) -> None:
+    """Restore the adapter weights saved in `directory` (PEFT's format) into `policy` in place."""
+    peft = require_peft()
+    from safetensors.torch import load_file
+
+    weights = load_file(directory / "adapter_model.safetensors")
+    result = peft.set_peft_model_state_dict(policy.adapter, weights)
+    unexpected = list(getattr(result, "unexpected_keys", []) or [])
+    missing = [k for k in getattr(result, "missing_keys", []) or [] if ".lora_" in k]
+    if unexpected or missing:
+        raise RuntimeError(
+            f"adapter in {directory} does not match the model's LoRA layers: missing {missing}, "
+            f"unexpected {unexpected} (was the run started with other model.lora settings?)"
+        )
+
+
+def base_model_of(directory: Path) -> str:
+    """The base model an adapter directory was trained on (PEFT records it in adapter_config.json)."""
+    return json.loads((directory / ADAPTER_CONFIG).read_text())["base_model_name_or_path"]
+
+
+def merge_adapter_dir(directory: Path, *, base: str | None = None, device: str = "cpu", dtype: str = "float32"):
+    """(model with the adapter of `directory` folded into its base weights, tokenizer saved with it).
+
+    `base` defaults to the base model recorded in the adapter's config."""
+    peft = require_peft()
+    from transformers import AutoTokenizer
+
+    from frugalrl.engine.policy import load_policy
+
+    base_policy = load_policy(base or base_model_of(directory), device=device, dtype=dtype)
+    wrapped = peft.PeftModel.from_pretrained(base_policy.model, str(directory))
+    model = wrapped.merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
