@@ -35,6 +35,7 @@ def policy_and_backend():
 PROBLEMS = make_problems(6, seed=11)
 
 
+@pytest.mark.covers("rollout backend", "vllm")
 def test_greedy_responses_equal_the_hf_backend(policy_and_backend):
     policy, backend = policy_and_backend
     hf = HFGenerateBackend(policy.model, policy.tokenizer, format_prompt=plain_prompt)
