@@ -289,12 +289,25 @@ def test_dots_counts_its_reference_rollouts_logs_select_metrics_and_resumes_exac
     assert records[0]["select/reference_responses"] == 32
 
 
-def test_a_run_saved_with_a_renamed_key_fails_to_resume_with_the_new_name(tmp_path):
-    # a run directory from before `trainer.ppo_epochs` became `trainer.epochs`: its saved config names the old key
-    Trainer(_tiny(tmp_path, "old", "trainer.max_steps=1", "eval.at_start=false")).run()
+def test_a_run_saved_before_keys_were_renamed_resumes(tmp_path):
+    # a run directory from before `trainer.ppo_epochs` became `trainer.epochs` and replay's arguments moved to
+    # replay.args: its saved config names the old keys (every kind's replay arguments, flat)
+    extra = ["trainer.max_steps=1", "eval.at_start=false", "replay.kind=repo", "replay.args.min_cache=2"]
+    Trainer(_tiny(tmp_path, "old", *extra)).run()
     saved = tmp_path / "old" / "config.yaml"
     text = saved.read_text()
-    assert "  prompts_per_step: 8\n  epochs: 1\n" in text
-    saved.write_text(text.replace("  prompts_per_step: 8\n  epochs: 1\n", "  prompts_per_step: 8\n  ppo_epochs: 1\n"))
-    with pytest.raises(ConfigError, match="'trainer.ppo_epochs' was renamed: set trainer.epochs instead"):
-        Trainer(_tiny(tmp_path, "old", "trainer.max_steps=2", "eval.at_start=false")).run(resume=True)
+    old_replay = (
+        "replay:\n  kind: repo\n  capacity: 128\n  fresh_fraction: 0.5\n  capacity_per_prompt: 16\n  replay_k: 8\n"
+        "  min_cache: 2\n  strategy: highest_k\n  advantage_mode: split\n  off_weight: 1.0\n"
+    )
+    new_replay = text[text.index("replay:\n") : text.index("trainer:\n")]
+    epochs, ppo_epochs = "  prompts_per_step: 8\n  epochs: 1\n", "  prompts_per_step: 8\n  ppo_epochs: 1\n"
+    text = text.replace(new_replay, old_replay).replace(epochs, ppo_epochs)
+    saved.write_text(text)
+    with pytest.raises(ConfigError, match="was renamed: set "):
+        load_config(saved)  # as a recipe, an old key is an error naming the new one
+    args = load_config(saved, saved=True).replay.args  # RePO's six arguments; rollout replay's two left out
+    assert set(args) == {"capacity_per_prompt", "replay_k", "min_cache", "strategy", "advantage_mode", "off_weight"}
+    assert args["min_cache"] == 2
+    Trainer(_tiny(tmp_path, "old", *extra[1:], "trainer.max_steps=2")).run(resume=True)
+    assert [r["step"] for r in read_metrics(tmp_path / "old" / "metrics.jsonl")] == [1, 2]

@@ -11,6 +11,7 @@ check themselves: each validates its own `*_args` and declares what it needs of 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -411,11 +412,16 @@ class Config:
         return Path(self.run.dir) if self.run.dir else Path("runs") / self.run.name
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults ← YAML recipe at `path` ← dotted `overrides` ("trainer.lr=3e-5"), validated."""
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, saved: bool = False) -> Config:
+    """Defaults ← YAML recipe at `path` ← dotted `overrides` ("trainer.lr=3e-5"), validated.
+
+    `saved=True` reads a run's own config.yaml, which an earlier frugalrl may have written: keys renamed since
+    are carried to their new place (`migrate_saved`). In a recipe a renamed key is an error naming its new name.
+    """
     layers = [OmegaConf.structured(Config)]
     if path is not None:
-        layers += _recipe_layers(Path(path))
+        recipe_layers = _recipe_layers(Path(path))
+        layers += [migrate_saved(layer) for layer in recipe_layers] if saved else recipe_layers
     for item in overrides or []:
         key = item.partition("=")[0].strip()
         if "=" not in item or not key:
@@ -435,6 +441,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         raise
     except (ValueError, KeyError, TypeError) as err:  # a section's __post_init__ check, or an unknown registry name
         raise ConfigError(str(err).strip("'\"")) from None
+
+
+def migrate_saved(layer: Any) -> Any:
+    """A saved config with today's keys: trainer.ppo_epochs → trainer.epochs; the flat replay keys → replay.args,
+    keeping those its replay kind accepts (a saved config held every kind's); critic.kind set when the saved
+    estimator needs a critic (before critic.kind existed, the estimator implied it)."""
+    tree = OmegaConf.to_container(layer)
+    trainer, replay, algo = (tree.get(name) or {} for name in ("trainer", "replay", "algo"))
+    if "ppo_epochs" in trainer:
+        trainer["epochs"] = trainer.pop("ppo_epochs")
+    flat = {key: replay.pop(key) for key in list(replay) if f"replay.{key}" in RENAMED}
+    if flat:
+        kind = replay_kinds.get(replay.get("kind", "none"))
+        accepted = {name for name, _, _ in describe_args(kind)}
+        replay["args"] = {**{k: v for k, v in flat.items() if k in accepted}, **replay.get("args", {})}
+    needs = advantage_estimators.needs(algo.get("advantage", "grpo")).capabilities
+    if "critic" in needs and "kind" not in (tree.get("critic") or {}):
+        tree.setdefault("critic", {})["kind"] = critics.providers("critic")[0]
+    return OmegaConf.create(tree)
 
 
 def _recipe_layers(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
@@ -464,11 +489,21 @@ RESUMABLE_CHANGES = (
 
 
 def config_changes(old: Config, new: Config) -> list[str]:
-    """Dotted keys whose values differ between two configs, other than the `RESUMABLE_CHANGES`."""
-    before = _flatten(OmegaConf.to_container(OmegaConf.structured(old)))
-    after = _flatten(OmegaConf.to_container(OmegaConf.structured(new)))
+    """Dotted keys whose values differ between two configs, other than the `RESUMABLE_CHANGES`. A part's
+    arguments are compared with its defaults filled in: `replay.args.capacity=128` is the default, not a change."""
+    before, after = (_flatten(_with_effective_args(cfg)) for cfg in (old, new))
     changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
     return [k for k in changed if not any(_matches(k, pattern) for pattern in RESUMABLE_CHANGES)]
+
+
+def _with_effective_args(cfg: Config) -> dict[str, Any]:
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg))
+    for _, registry, name, args in chosen_parts(cfg):
+        if args is not None:
+            section, key = args[0].split(".")
+            defaults = describe_args(registry.get(name), inputs=args[2])
+            tree[section][key] = {**{a: d for a, d, _ in defaults if d is not inspect.Parameter.empty}, **args[1]}
+    return tree
 
 
 def _matches(key: str, pattern: str) -> bool:

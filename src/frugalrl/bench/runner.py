@@ -149,7 +149,7 @@ def _check_same_config(plan: RunPlan) -> None:
         return
     differences = {
         key: values
-        for key, values in config_differences(load_config(saved), plan.config).items()
+        for key, values in config_differences(load_config(saved, saved=True), plan.config).items()
         if key not in COSMETIC_KEYS
     }
     if differences:

@@ -47,7 +47,7 @@ def summarise(comparison_dir: Path | str) -> dict[str, Any]:
     if spec.baseline not in runs:
         raise ValueError(f"the baseline {spec.baseline!r} has no finished run in {out / 'runs'} to compare against")
     baseline_dir = out / "runs" / str(spec.baseline) / f"seed{min(runs[str(spec.baseline)])}"
-    metric = spec.metric or default_metric(load_config(baseline_dir / "config.yaml"))
+    metric = spec.metric or default_metric(load_config(baseline_dir / "config.yaml", saved=True))
     comparison = compare(runs, baseline=str(spec.baseline), metric=metric)
     plots = _write_plots(out, runs, comparison)
     summary = {

@@ -56,11 +56,11 @@ def _split_config_and_overrides(items: list[str]) -> tuple[str | None, list[str]
     return None, items
 
 
-def _load(items: list[str]):
+def _load(items: list[str], *, saved: bool = False):
     from frugalrl.config import load_config
 
     path, overrides = _split_config_and_overrides(items)
-    return load_config(path, overrides)  # a ConfigError reaches main's error boundary: one line, exit 2
+    return load_config(path, overrides, saved=saved)  # a ConfigError reaches main's error boundary: exit 2
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -92,9 +92,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     model, run_config = resolve_eval_model(args.model)
     items = list(args.config)
-    if run_config is not None and (not items or "=" in items[0]):
+    from_run = run_config is not None and (not items or "=" in items[0])
+    if from_run:
         items.insert(0, str(run_config))
-    config = _load(items)
+    config = _load(items, saved=from_run)  # a run's own config.yaml, maybe written by an earlier frugalrl
     if config.run.threads:
         torch.set_num_threads(config.run.threads)
     metrics, protocol = evaluate_model(model, config)

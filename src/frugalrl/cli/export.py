@@ -28,7 +28,7 @@ def export_merged(run: str | Path, out: str | Path, *, step: int | None = None) 
         which = "any checkpoint" if step is None else f"a checkpoint at step {step}"
         raise FileNotFoundError(f"{run} has no {which} in {run_dir.checkpoints_dir}")
     source = checkpoint / MODEL_DIR
-    config = load_config(run_dir.config_path)
+    config = load_config(run_dir.config_path, saved=True)
     if (source / ADAPTER_CONFIG).is_file():
         from frugalrl.engine.lora import merge_adapter_dir
 

@@ -73,7 +73,7 @@ def _run_problems(run: Path) -> tuple[list[Problem], str]:
 
     if not (run / "config.yaml").is_file() or not (run / "stats.sqlite").is_file():
         raise SystemExit(f"{run} is not a run directory (needs config.yaml and stats.sqlite)")
-    config = load_config(run / "config.yaml")
+    config = load_config(run / "config.yaml", saved=True)
     train, _ = problems_of(config.data)
     return train, resolve_model_path(config.model.path)
 
@@ -179,7 +179,7 @@ def _limr_run(run: Path) -> tuple[list[Problem], list[Problem], int]:
     for name in ("config.yaml", "stats.sqlite"):
         if not (run / name).is_file():
             raise LimrInputError(f"{run} has no {name}: give the directory of a frugalrl training run")
-    config = load_config(run / "config.yaml")
+    config = load_config(run / "config.yaml", saved=True)
     train, held_out = problems_of(config.data)
     return train, held_out, math.ceil(len(train) / config.trainer.prompts_per_step)
 

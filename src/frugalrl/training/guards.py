@@ -83,7 +83,7 @@ def check_resumable(run: RunDir, config: Config) -> None:
         raise NoCheckpointError(f"no checkpoint to resume from in {run.checkpoints_dir}; run without --resume")
     if not run.config_path.is_file():
         raise ResumeError(f"cannot resume {run.path}: its config.yaml is missing, so the config cannot be checked")
-    saved = load_config(run.config_path)
+    saved = load_config(run.config_path, saved=True)
     # A run directory that was moved or copied resumes where it now is: its location is not its config.
     changed = [key for key in config_changes(saved, config) if key not in ("run.dir", "run.name")]
     if changed:
