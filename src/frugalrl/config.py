@@ -323,13 +323,15 @@ class EvalConfig:
 class PreferenceConfig:
     loss: str = _f("dpo", "preference loss (frugalrl.algos.preference_losses): dpo, ipo or simpo")
     loss_args: dict[str, Any] = _f({}, "the loss's arguments: dpo beta, label_smoothing; ipo tau; simpo beta, gamma")
-    epochs: int = _f(2, "passes over each iteration's pairs (LoRR's lorr.replay_number replaces it when enabled)")
-    mini_batches: int = _f(1, "optimiser steps per pass (the pairs are split into this many mini-batches)")
+    epochs: int = _f(2, "passes over each iteration's pairs (LoRR's lorr.replay_number replaces it when enabled)", ge=1)
+    mini_batches: int = _f(1, "optimiser steps per pass (the pairs are split into this many mini-batches)", ge=1)
     tie_break: str = _f("random", "which of equally scored responses is the best / worst: random (seeded) or first")
     reference: str = _f(
         "iteration", "π_ref: iteration (the policy at the start of each iteration) or initial (the starting policy)"
     )
-    first_batch_passes: int = _f(0, "passes over the first batch only (the primacy-bias experiment); 0: as every batch")
+    first_batch_passes: int = _f(
+        0, "passes over the first batch only (the primacy-bias experiment); 0: as every batch", ge=0
+    )
     offline_path: str | None = _f(
         None, "preference pairs file (JSONL/JSON/Parquet/CSV) or Hub dataset: trains on it instead of generating"
     )
@@ -357,14 +359,14 @@ class PreferenceConfig:
 @dataclass
 class LorrConfig:
     enabled: bool = _f(False, "LoRR (reset replay) around the preference loss: replay passes, hybrid loss, resets")
-    replay_number: int = _f(3, "L, gradient passes over each batch of pairs")
-    sft_cap: float = _f(0.5, "the cap of λ, the weight of the chosen response's length-normalised NLL")
+    replay_number: int = _f(3, "L, gradient passes over each batch of pairs", ge=1)
+    sft_cap: float = _f(0.5, "the cap of λ, the weight of the chosen response's length-normalised NLL", ge=0, le=1)
     sft_schedule: str = _f("linear", "λ over passes l = 1..L: linear (cap·l/L), constant (cap) or none (0)")
     scale_preference: bool = _f(True, "(1 − λ)·ℓ_pref + λ·ℓ_SFT if true, ℓ_pref + λ·ℓ_SFT if false")
-    reset_every: int = _f(10, "R, reset every this many batches (steps); 0: never")
-    alpha: float = _f(0.5, "α in W ← α·W + (1 − α)·W_0 (1: no change, 0: back to the initial weights)")
+    reset_every: int = _f(10, "R, reset every this many batches (steps); 0: never", ge=0)
+    alpha: float = _f(0.5, "α in W ← α·W + (1 − α)·W_0 (1: no change, 0: back to the initial weights)", ge=0, le=1)
     reset_pattern: str = _f(r"mlp\.down_proj\.weight$", "regular expression of the parameter names reset")
-    reuse_initial: int = _f(1, "after a reset, retrain on this many of the run's first batches (0: none)")
+    reuse_initial: int = _f(1, "after a reset, retrain on this many of the run's first batches (0: none)", ge=0)
 
     def __post_init__(self) -> None:
         import re
@@ -456,7 +458,7 @@ def migrate_saved(layer: Any) -> Any:
         kind = replay_kinds.get(replay.get("kind", "none"))
         accepted = {name for name, _, _ in describe_args(kind)}
         replay["args"] = {**{k: v for k, v in flat.items() if k in accepted}, **replay.get("args", {})}
-    needs = advantage_estimators.needs(algo.get("advantage", "grpo")).capabilities
+    needs = advantage_estimators.needs(algo.get("advantage", AlgoConfig().advantage)).capabilities
     if "critic" in needs and "kind" not in (tree.get("critic") or {}):
         tree.setdefault("critic", {})["kind"] = critics.providers("critic")[0]
     return OmegaConf.create(tree)
