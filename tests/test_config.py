@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from frugalrl.config import Config, ConfigError, config_changes, describe, describe_parts, load_config, to_yaml
+from frugalrl.config import Config, ConfigError, config_changes, describe, load_config, to_yaml
+from frugalrl.config_parts import describe_parts
 
 RECIPES = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

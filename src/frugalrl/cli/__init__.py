@@ -29,7 +29,8 @@ DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.ev
 def _config_help(only: tuple[str, ...] = ()) -> str:
     """The config keys for --help; `only`: the keys (or `section.` for all of one) a command reads (the
     parts' arguments are listed only for the full list)."""
-    from frugalrl.config import describe, describe_parts
+    from frugalrl.config import describe
+    from frugalrl.config_parts import describe_parts
 
     def wanted(key: str) -> bool:
         return not only or any(key == k or (k.endswith(".") and key.startswith(k)) for k in only)
