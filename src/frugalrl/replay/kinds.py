@@ -55,6 +55,21 @@ replay_kinds: Registry[type[ReplayKind]] = Registry("replay kind")
 NO_CRITIC = "replayed rows carry no critic values"
 
 
+class _Buffered:
+    """What a kind with a buffer logs and saves: replay/ metrics of the trained batch, and the buffer itself."""
+
+    buffer: GroupReplayBuffer | PromptReplayBuffer
+
+    def metrics(self, batch: RolloutBatch, step: int) -> dict[str, float]:
+        return replay_metrics(batch, step=step, buffer=self.buffer)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+
+
 def _help(text: str) -> Any:
     return {"help": text}
 
@@ -100,7 +115,7 @@ class NoReplay:
         why=f"replayed groups come from older policies (algo.loss must weigh them by π_old/μ); {NO_CRITIC}",
     ),
 )
-class RolloutReplay:
+class RolloutReplay(_Buffered):
     """Rollout replay: generate ⌈σ·B⌉ fresh prompts, fill the batch with (B − ⌈σ·B⌉) groups drawn uniformly
     from a FIFO buffer of recent groups with unequal rewards, trained with the `rr_offpolicy` loss (π_old
     recomputed for replayed rows, staleness weight π_old/μ). Replayed groups keep their stored rewards; their
@@ -151,18 +166,10 @@ class RolloutReplay:
     def advantages(self, inputs: AdvantageInputs, is_off: Tensor, estimate: Estimate) -> Advantages:
         return estimate(inputs)
 
-    def metrics(self, batch: RolloutBatch, step: int) -> dict[str, float]:
-        return replay_metrics(batch, step=step, buffer=self.buffer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])
 
 
 @replay_kinds.register("repo", needs=Needs(excludes=("critic",), why=NO_CRITIC))
-class PromptReplay:
+class PromptReplay(_Buffered):
     """RePO: for every prompt of the batch, up to k past responses of the same prompt (chosen by `strategy`
     once its deque holds ≥ `min_cache`) join its fresh group. Advantages by the `split` or `mixed` mode; the
     loss is L_on + λ_off·L_off with replayed ratios π_θ/μ_stored (no staleness weight).
@@ -219,11 +226,3 @@ class PromptReplay:
     def advantages(self, inputs: AdvantageInputs, is_off: Tensor, estimate: Estimate) -> Advantages:
         return repo_advantage_modes.get(self.args.advantage_mode)(inputs, is_off, estimate)
 
-    def metrics(self, batch: RolloutBatch, step: int) -> dict[str, float]:
-        return replay_metrics(batch, step=step, buffer=self.buffer)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"buffer": self.buffer.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.buffer.load_state_dict(state["buffer"])

@@ -17,10 +17,10 @@ from typing import Any, Protocol
 import numpy as np
 
 from frugalrl.registry import Registry
-from frugalrl.rewards.extract import answer_extractors, count_boxed, extract_boxed
+from frugalrl.rewards.extract import answer_extractors, count_boxed
 from frugalrl.rewards.pool import verify_batch
 from frugalrl.rewards.stats import note
-from frugalrl.rewards.verify import DEFAULT_TIMEOUT_S, Verdict, verify_answer
+from frugalrl.rewards.verify import DEFAULT_TIMEOUT_S, Verdict
 
 
 class RewardFunction(Protocol):
@@ -77,8 +77,9 @@ def make_reward_function(name: str, *, extraction: str = "boxed") -> RewardFunct
 
 
 def judge_completion(completion: str, gold: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> Verdict:
-    """Verdict on the last `\\boxed{...}` of `completion` against `gold`; no (closed) box is WRONG."""
-    return verify_answer(extract_boxed(completion), gold, timeout=timeout)
+    """Verdict on the last `\\boxed{...}` of `completion` against `gold`; no (closed) box is WRONG. One answer
+    through the same bounded, cached path as a batch (`judge_completions`)."""
+    return judge_completions([completion], [gold], timeout=timeout)[0]
 
 
 def judge_completions(
