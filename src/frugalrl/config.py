@@ -381,6 +381,17 @@ class LorrConfig:
 
 
 @dataclass
+class DistributedConfig:
+    strategy: str = _f("ddp", "with torchrun: ddp (weights replicated, gradients summed) or fsdp (weights sharded)")
+    backend: str = _f("auto", "torch.distributed backend: auto (nccl on CUDA, gloo on CPU), nccl or gloo")
+    timeout: float = _f(600.0, "seconds any collective may wait: a dead or stuck rank ends the job", gt=0)
+
+    def __post_init__(self) -> None:
+        _check_choice("distributed.strategy", self.strategy, ["ddp", "fsdp"])
+        _check_choice("distributed.backend", self.backend, ["auto", "nccl", "gloo"])
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -394,6 +405,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     lorr: LorrConfig = field(default_factory=LorrConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         """Checks across sections: every number is finite and in range; every named part exists, accepts its
@@ -466,6 +478,7 @@ RESUMABLE_CHANGES = (
     "run.threads",
     "run.tensorboard",
     "run.report_to",
+    "distributed.timeout",
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -69,7 +70,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = _load(args.config)
     run_dir = train(config, resume=args.resume)
-    console.print(f"run finished: report at [bold]{run_dir / 'report.md'}[/]")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one line for the whole job
+        console.print(f"run finished: report at [bold]{run_dir / 'report.md'}[/]")
 
 
 def resolve_eval_model(model: str) -> tuple[str, Path | None]:

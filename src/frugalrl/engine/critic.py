@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from transformers import AutoModel
 
 from frugalrl.algos import AdvantageInputs, aggregation_weights, clipped_value_loss, kl_estimators
+from frugalrl.engine.distributed import computed_by_share, merge_step_metrics, my_share, sum_gradients
 from frugalrl.engine.passes import micro_chunks, run_passes
 from frugalrl.engine.policy import DTYPES, sequence_inputs
 from frugalrl.engine.update import batch_logprobs
@@ -132,8 +133,12 @@ class Critic:
     @torch.no_grad()
     def values(self, batch: RolloutBatch) -> Tensor:
         """V_t [N, T] of the whole batch, micro-batch by micro-batch."""
-        rows = torch.arange(batch.num_rows)
-        return torch.cat([response_values(self.model, batch.select(r)).cpu() for r in micro_chunks(rows, self._micro)])
+
+        def compute(rows: Tensor) -> Tensor:  # several processes: each computes its share of the rows
+            chunks = micro_chunks(rows, self._micro)
+            return torch.cat([response_values(self.model, batch.select(r)).cpu() for r in chunks])
+
+        return computed_by_share(batch.num_rows, compute)
 
     def advantage_inputs(
         self, inputs: AdvantageInputs, batch: RolloutBatch, ref_model: nn.Module | None
@@ -181,7 +186,8 @@ class Critic:
         weights = aggregation_weights(batch.response_mask[rows], agg="token_mean")  # [m, T], sums to 1
         sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
         self.optimizer.zero_grad(set_to_none=True)
-        for local in micro_chunks(torch.arange(len(rows)), self._micro):
+        mine = my_share(torch.arange(len(rows)))  # several processes: this rank's rows; the weights are global
+        for local in micro_chunks(mine, self._micro) if len(mine) else []:
             sub = batch.select(rows[local])
             values = response_values(self.model, sub)  # [n, T]
             loss, metrics = clipped_value_loss(
@@ -196,6 +202,8 @@ class Critic:
             sums["critic/loss"] += loss.detach()
             for key, value in metrics.items():
                 sums[f"critic/{key}"] += value.detach() * len(local) / len(rows)
+        sum_gradients(self.model.parameters())
+        sums = merge_step_metrics(sums, {})[0]
         max_norm = self.settings.grad_clip if self.settings.grad_clip > 0 else float("inf")
         sums["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         self.optimizer.step()

@@ -21,6 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from frugalrl.algos import kl_estimators, policy_losses
+from frugalrl.engine.distributed import computed_by_share, merge_step_metrics, my_share, sum_gradients
 from frugalrl.engine.passes import micro_chunks, reduce_metric, run_passes, several_steps
 from frugalrl.engine.policy import response_logprobs
 from frugalrl.replay.loss_inputs import ON_POLICY, LossInputs
@@ -46,9 +47,13 @@ class UpdateSettings:
 @torch.no_grad()
 def batch_logprobs(model: PreTrainedModel, batch: RolloutBatch, *, temperature: float, micro: int) -> Tensor:
     """log π(o_t) [N, T] for a whole batch without gradients, micro-batch by micro-batch."""
-    rows = torch.arange(batch.num_rows)
-    parts = [response_logprobs(model, batch.select(r), temperature=temperature)[0] for r in micro_chunks(rows, micro)]
-    return torch.cat(parts).cpu()
+
+    def compute(rows: Tensor) -> Tensor:  # several processes: each computes its share of the rows
+        chunks = micro_chunks(rows, micro)
+        parts = [response_logprobs(model, batch.select(r), temperature=temperature)[0] for r in chunks]
+        return torch.cat(parts).cpu()
+
+    return computed_by_share(batch.num_rows, compute)
 
 
 @dataclass
@@ -114,9 +119,12 @@ def _optimiser_step(
     sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     logs: dict[str, list[Tensor]] = defaultdict(list)
     optimizer.zero_grad(set_to_none=True)
-    for local in micro_chunks(_by_length(data.rows, rows), s.micro_batch_size):
+    mine = my_share(_by_length(data.rows, rows))  # several processes: this rank's rows; the weights are global
+    for local in micro_chunks(mine, s.micro_batch_size) if len(mine) else []:
         loss = _micro_batch_loss(model, data, rows[local], weights[local], entropy_weights[local], s, sums, logs)
         loss.backward()
+    sum_gradients(model.parameters())  # several processes: the sum is the whole mini-batch's gradient
+    sums, logs = merge_step_metrics(sums, logs)
     max_norm = s.grad_clip if s.grad_clip > 0 else float("inf")
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
     optimizer.step()

@@ -23,6 +23,7 @@ from torch import Tensor
 from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import Config, to_yaml
 from frugalrl.data import problems_of
+from frugalrl.engine import distributed
 from frugalrl.engine.checkpoint import load_checkpoint, load_latest_checkpoint, save_checkpoint
 from frugalrl.engine.display import ProgressDisplay
 from frugalrl.engine.lora import reference_model
@@ -40,6 +41,7 @@ from frugalrl.training.build import (
     resolve_model_path,
     update_settings,
 )
+from frugalrl.training.distributed import NullSink, check_in_step, check_ranks, ranks_state, start_ranks
 from frugalrl.training.evaluation import held_out_metrics, protocol_of
 from frugalrl.training.guards import (
     check_resumable,
@@ -79,9 +81,12 @@ class Trainer:
         self.config = cfg = config
         if cfg.run.threads:
             torch.set_num_threads(cfg.run.threads)
+        start_ranks(cfg)  # under torchrun: join the other ranks (every rank seeds alike: one shared stream)
         _seed_everything(cfg.run.seed)
         problems = problems_of(cfg.data)  # a data error surfaces before the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
+        # several ranks: each generates its share of the problems, every rank gets the whole batch
+        self.backend = distributed.shard_rollouts(self.backend, pad_id=self.policy.tokenizer.pad_token_id)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
         self.train_set, self.eval_set = guarded_problems(cfg, self.policy, *problems)
@@ -115,14 +120,7 @@ class Trainer:
         cfg = self.config
         self.run_dir = open_run_dir(cfg, resume=resume)  # created only now: a failed setup writes nothing
         start = self._resume() if resume else self._start()
-        metrics_log = MetricsLog(
-            self.run_dir.metrics_path,
-            tensorboard=cfg.run.tensorboard,
-            report_to=cfg.run.report_to,
-            run_name=cfg.run.name,
-            config=asdict(cfg),
-        )
-        stats = StatsStore(self.run_dir.stats_path)
+        metrics_log, stats = self._sinks()  # rank 0's files; the other ranks write nothing
         # A resumed run rewrites what came after its checkpoint; a fresh one clears a killed run's leftovers.
         keep_through = start if resume else -1
         metrics_log.truncate_after(keep_through)
@@ -131,7 +129,10 @@ class Trainer:
             metrics_log,
             stats,
             ProgressDisplay(
-                cfg.trainer.max_steps, start, time_limit=cfg.trainer.time_limit, enabled=cfg.run.progress
+                cfg.trainer.max_steps,
+                start,
+                time_limit=cfg.trainer.time_limit,
+                enabled=cfg.run.progress and distributed.is_main(),
             ) as display,
         ):
             if start == 0 and cfg.eval.at_start:
@@ -142,6 +143,7 @@ class Trainer:
                 began, responses_before = time.perf_counter(), self.counters.responses
                 batch, metrics = self.step(step)
                 self.counters.train_elapsed += time.perf_counter() - began
+                self.counters.train_elapsed = distributed.from_main(self.counters.train_elapsed)  # ranks agree
                 stats.record(step, prompt_stats(batch))
                 last = step == cfg.trainer.max_steps or self._out_of_budget()
                 if last or self._eval_due(step, responses_before):
@@ -152,8 +154,23 @@ class Trainer:
                 display.update(step, metrics, self.counters.train_elapsed)
                 if last:
                     break
-        write_report(self.run_dir, title=f"frugalrl run {cfg.run.name}")
+        if distributed.is_main():
+            write_report(self.run_dir, title=f"frugalrl run {cfg.run.name}")
         return self.run_dir
+
+    def _sinks(self) -> tuple[Any, Any]:
+        """The metrics log and the per-prompt statistics store (rank 0; the others get `NullSink`s)."""
+        if not distributed.is_main():
+            return NullSink(), NullSink()
+        cfg = self.config
+        metrics_log = MetricsLog(
+            self.run_dir.metrics_path,
+            tensorboard=cfg.run.tensorboard,
+            report_to=cfg.run.report_to,
+            run_name=cfg.run.name,
+            config=asdict(cfg),
+        )
+        return metrics_log, StatsStore(self.run_dir.stats_path)
 
     def step(self, step: int) -> tuple[RolloutBatch, dict[str, float]]:
         """One RL step; returns the scored batch (every generated response) and the step's metrics."""
@@ -293,12 +310,15 @@ class Trainer:
         return bool(every) and step % every == 0
 
     def _start(self) -> int:
-        refuse_existing_run(self.run_dir)
-        atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
+        def claim() -> None:
+            refuse_existing_run(self.run_dir)
+            atomic_write_text(self.run_dir.config_path, to_yaml(self.config))
+
+        distributed.main_first(claim)  # several ranks: rank 0 checks and writes, its error ends every rank
         return 0
 
     def _resume(self) -> int:
-        check_resumable(self.run_dir, self.config)
+        distributed.main_first(lambda: check_resumable(self.run_dir, self.config))
         loop = load_latest_checkpoint(  # the newest checkpoint that verifies, with a warning for any skipped
             self.run_dir, lambda path: load_checkpoint(path, self.policy, self.optimizer, self.scheduler)
         )
@@ -308,6 +328,7 @@ class Trainer:
         self.replay.load_state_dict(loop["replay"])
         self.load_extra_state(loop.get("extra", {}))
         self.counters = Counters(**loop["counters"])
+        check_ranks(loop.get("ranks", {}))
         return self.counters.step
 
     def extra_state(self) -> dict[str, Any]:
@@ -325,6 +346,10 @@ class Trainer:
             "critic": self.critic.state_dict(),
         }
         loop["extra"] = self.extra_state()
+        loop["ranks"] = ranks_state()
+        check_in_step(step)  # several ranks: the replicated state rank 0 saves is every rank's
+        if not distributed.is_main():
+            return
         save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
 
 
@@ -375,3 +400,5 @@ def train(config: Config, *, resume: bool = False) -> Path:
         return trainer.run(resume=resume).path
     except KeyboardInterrupt:
         raise interruption(trainer) from None
+    finally:
+        distributed.stop()  # under torchrun: leave the process group (nothing in one process)
