@@ -1,12 +1,13 @@
 """One policy (and critic) update of several recipes on one fixed batch, for tests/test_distributed.py.
 
     python tests/distributed_cases.py MODEL_DIR OUT_DIR                                   # one process
-    torchrun --nproc-per-node 2 tests/distributed_cases.py MODEL_DIR OUT_DIR               # two ranks
+    torchrun --nproc-per-node 2 tests/distributed_cases.py MODEL_DIR OUT_DIR [ddp|fsdp]    # two ranks
 
 Every process builds the same batch (sampled by the model at MODEL_DIR with a fixed seed, rewards from a
 fixed pattern), then for each case runs the recipe's update from the same weights and writes, per rank,
 `OUT_DIR/rank<r>.pt`: each case's update metrics, the last optimiser step's gradients and the weights after
-the update (policy, and the critic's for PPO). On two ranks each rank trains on its share of the rows.
+the update (policy, and the critic's for PPO). On two ranks each rank trains on its share of the rows; with
+fsdp the policy's weights are sharded (FSDP2) and the full gradients and weights are gathered for the file.
 """
 
 from __future__ import annotations
@@ -56,10 +57,12 @@ def fixed_batch(model_dir: str):
     return batch
 
 
-def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_groups: int) -> dict:
+def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_groups: int, *, fsdp: bool) -> dict:
     cfg = load_config(REPO / "configs" / recipe, [f"model.path={model_dir}", "trainer.micro_batch_size=5", *overrides])
     policy = load_policy(model_dir)
     ref = reference_model(policy) if cfg.algo.kl_coef > 0 else None
+    if fsdp:
+        distributed.shard_model(policy.model)
     optimizer, _ = build_optimizer(policy.model, cfg.trainer)
     critic = build_critic(cfg)
     replay = replay_kinds.get(cfg.replay.kind)(seed=0, **cfg.replay.args)
@@ -80,20 +83,24 @@ def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_
     out = {"metrics": {k: float(v) for k, v in metrics.items()}, "rows": rows.num_rows}
     for name, model in (("policy", policy.model), ("critic", getattr(critic, "model", None))):
         if model is not None:
-            out[f"{name}_grad"] = torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
-            out[f"{name}_weights"] = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+            grads = [distributed.local_value(p.grad) for p in model.parameters() if p.grad is not None]
+            out[f"{name}_grad"] = torch.cat([g.reshape(-1) for g in grads])
+            out[f"{name}_weights"] = torch.cat(
+                [distributed.local_value(p.detach()).reshape(-1) for p in model.parameters()]
+            )
     return out
 
 
-def main(model_dir: str, out_dir: str) -> None:
+def main(model_dir: str, out_dir: str, strategy: str = "ddp") -> None:
     torch.set_num_threads(1)
     distributed.start("cpu", timeout=120)
     batch = fixed_batch(model_dir)
-    results = {name: run_case(model_dir, batch, *case) for name, *case in CASES}
+    fsdp = strategy == "fsdp"
+    results = {name: run_case(model_dir, batch, *case, fsdp=fsdp) for name, *case in CASES}
     rank, size = distributed.world()
     torch.save({"world_size": size, "cases": results}, Path(out_dir) / f"rank{rank}.pt")
     distributed.stop()
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

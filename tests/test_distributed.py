@@ -68,29 +68,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _fsdp_on_cpu() -> str | None:
+    """Why FSDP2 cannot run here, or None."""
+    try:
+        from torch.distributed.fsdp import fully_shard  # noqa: F401
+    except ImportError as err:
+        return f"this torch ({torch.__version__}) has no FSDP2: {err}"
+    return None
+
+
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch was built without gloo")
 def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
     """The policy update (and PPO's critic update) of each recipe on one fixed batch: two ranks, each on its
     share of the rows, end with the gradient and weights one process computes on all of them; the summed
-    loss is the same (the token mean divides by the global token count, not each rank's)."""
+    loss is the same (the token mean divides by the global token count, not each rank's). Both with the
+    weights replicated (ddp) and sharded (fsdp, FSDP2 on the CPU)."""
     import distributed_cases
 
     model = tmp_path / "model"
     micro_policy.save(model)
+    strategies = ["ddp"] + ([] if _fsdp_on_cpu() else ["fsdp"])
+    launches = {}
+    for strategy in strategies:
+        (tmp_path / strategy).mkdir()
+        cmd = _torchrun("--standalone", "--nproc-per-node", "2", str(REPO / "tests/distributed_cases.py"))
+        launches[strategy] = subprocess.Popen(
+            [*cmd, str(model), str(tmp_path / strategy), strategy], env=_env(), stderr=subprocess.PIPE, text=True
+        )
     (tmp_path / "one").mkdir()
-    (tmp_path / "two").mkdir()
-    cmd = _torchrun("--standalone", "--nproc-per-node", "2", str(REPO / "tests/distributed_cases.py"))
-    two = subprocess.Popen([*cmd, str(model), str(tmp_path / "two")], env=_env(), stderr=subprocess.PIPE, text=True)
     threads = torch.get_num_threads()
     try:
         distributed_cases.main(str(model), str(tmp_path / "one"))  # one process, while the two ranks run
     finally:
         torch.set_num_threads(threads)
-    assert two.wait(timeout=300) == 0, two.stderr.read()[-3000:]
     one = torch.load(tmp_path / "one/rank0.pt")["cases"]
-    rank0, rank1 = (torch.load(tmp_path / f"two/rank{r}.pt") for r in (0, 1))
-    assert rank0["world_size"] == 2
     assert set(one) == {name for name, *_ in distributed_cases.CASES}
+    for strategy, launch in launches.items():
+        assert launch.wait(timeout=300) == 0, launch.stderr.read()[-3000:]
+        _check_same_update(one, *(torch.load(tmp_path / strategy / f"rank{r}.pt") for r in (0, 1)))
+    if reason := _fsdp_on_cpu():
+        pytest.skip(f"ddp checked; fsdp not: {reason}")
+
+
+def _check_same_update(one: dict, rank0: dict, rank1: dict) -> None:
+    assert rank0["world_size"] == 2
     for name, expected in one.items():
         got = rank0["cases"][name]
         assert got["rows"] == expected["rows"] > 0, name
@@ -110,13 +131,10 @@ def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp
     checkpoint, ends with torchrun naming that rank; resumed, it logs exactly the two-node run's metrics."""
     whole, killed, single = tmp_path / "whole", tmp_path / "killed", tmp_path / "single"
     port = _free_port()
-    nodes = [
-        _torchrun("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-                  "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "two-nodes",
-                  *_train(whole, "trainer.max_steps=4", "trainer.checkpoint_every=2"))  # fmt: skip
-        for _ in range(2)
-    ]
-    launches = [subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, text=True) for cmd in nodes]
+    node = ["--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "two-nodes",
+            "--rdzv-endpoint", f"127.0.0.1:{port}"]  # fmt: skip
+    node_cmd = _torchrun(*node, *_train(whole, "trainer.max_steps=4", "trainer.checkpoint_every=2"))
+    launches = [subprocess.Popen(node_cmd, env=_env(), stderr=subprocess.PIPE, text=True) for _ in range(2)]
     victim = subprocess.Popen(
         _torchrun("--standalone", "--nproc-per-node", "2", *_train(killed, "trainer.max_steps=200",
                   "trainer.checkpoint_every=1")),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from frugalrl.engine.distributed import is_sharded, load_full_state
 from frugalrl.engine.policy import Policy
 from frugalrl.errors import CheckpointError, NoCheckpointError, describe_exception
 from frugalrl.tracking import RunDir, atomic_directory
@@ -53,13 +54,18 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     loop_state: dict[str, Any],
+    *,
+    gathered: tuple[dict[str, Any] | None, dict[str, Any] | None] = (None, None),
 ) -> None:
-    """Write everything a resumed run needs to continue exactly where this one is."""
+    """Write everything a resumed run needs to continue exactly where this one is. `gathered`: a sharded
+    model's full weights and optimiser state (`engine.distributed.gathered_state`), written instead of the
+    model's and optimiser's own."""
+    weights, optimizer_state = gathered
     with atomic_directory(path) as tmp:
-        policy.save(tmp / MODEL_DIR)
+        policy.save(tmp / MODEL_DIR, weights=weights)
         torch.save(
             {
-                "optimizer": optimizer.state_dict(),
+                "optimizer": optimizer.state_dict() if optimizer_state is None else optimizer_state,
                 "scheduler": scheduler.state_dict(),
                 "rng": rng_state(),
                 "loop": loop_state,
@@ -78,18 +84,42 @@ def load_checkpoint(
     """Restore weights, optimiser, scheduler and RNG states in place; returns the saved loop state.
 
     A file that is missing or cannot be read raises a CheckpointError naming it."""
+    # weights_only=False: the state holds RNG tuples and plain Python loop state written by this module.
+    state = _read(path / STATE_FILE, lambda file: torch.load(file, weights_only=False))
+    if is_sharded(policy.model):  # fsdp: the full weights and optimiser state, each rank keeps its shard
+        weights = _read(path / MODEL_DIR / "model.safetensors", load_file)
+        load_full_state(policy.model, optimizer, _with_tied(policy.model, weights), state["optimizer"])
+    else:
+        _load_model(path, policy)
+        optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state["loop"]
+
+
+def _load_model(path: Path, policy: Policy) -> None:
     if policy.adapter is not None:  # a LoRA policy: only its adapter was saved, the base is the one loaded
         from frugalrl.engine.lora import load_adapter_weights
 
         load_adapter_weights(policy, path / MODEL_DIR)
     else:
         _load_weights(path, policy)
-    # weights_only=False: the state holds RNG tuples and plain Python loop state written by this module.
-    state = _read(path / STATE_FILE, lambda file: torch.load(file, weights_only=False))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
-    return state["loop"]
+
+
+def _with_tied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`weights` with the tied parameters that saving left out (the LM head that is the embedding) put back
+    under every name the model knows them by."""
+    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
+    shared: dict[int, list[str]] = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        shared.setdefault(id(param), []).append(name)
+    full = dict(weights)
+    for group in shared.values():
+        present = [n for n in group if n in weights]
+        for name in group:
+            if name not in full and present:
+                full[name] = weights[present[0]]
+    return {k: v for k, v in full.items() if k in names or k in weights}
 
 
 def _load_weights(path: Path, policy: Policy) -> None:

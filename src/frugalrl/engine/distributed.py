@@ -134,7 +134,7 @@ def sum_gradients(parameters: Iterable[nn.Parameter]) -> None:
         return
     by_dtype: dict[torch.dtype, list[nn.Parameter]] = defaultdict(list)
     for p in parameters:
-        if p.requires_grad:
+        if p.requires_grad and not hasattr(p, "full_tensor"):  # fsdp's sharded gradients are reduced already
             by_dtype[p.dtype].append(p)
     for params in by_dtype.values():
         bucket: list[nn.Parameter] = []
@@ -217,13 +217,13 @@ class ShardedRollouts:
         draw = int(torch.randint(0, 2**31 - 1, ()))  # one draw of the shared stream, on every rank alike
         bounds = torch.linspace(0, len(problems), size + 1).round().long().tolist()
         share = problems[bounds[rank] : bounds[rank + 1]]
-        part = None
-        if share:
-            device = getattr(self.backend, "model", None)
-            device = getattr(device, "device", torch.device("cpu"))
-            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                torch.manual_seed(draw + rank * _RANK_SEED_STRIDE)
-                part = self.backend.generate(share, params)
+        part, model = None, getattr(self.backend, "model", None)
+        device = getattr(model, "device", torch.device("cpu"))
+        with full_weights(model):  # fsdp: generation runs a different number of forwards on each rank
+            if share:
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    torch.manual_seed(draw + rank * _RANK_SEED_STRIDE)
+                    part = self.backend.generate(share, params)
         parts = [p for p in gather_objects(part) if p is not None]
         return concat_batches(parts, pad_id=self.pad_id)
 
@@ -242,3 +242,108 @@ def check_in_step(state: Any) -> None:
     if any(s != states[0] for s in states[1:]):
         differing = [r for r, s in enumerate(states) if s != states[0]]
         raise RuntimeError(f"ranks {differing} diverged from rank 0 ({states[0]!r} vs {states[differing[0]]!r})")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# FSDP2 (`distributed.strategy: fsdp`): the policy's weights, gradients and optimiser state sharded.
+#
+# A sharded model gathers each block's weights in its forward and reduce-scatters its gradients in the
+# backward: collectives every rank must call in the same order. So the update runs as many micro-batches on
+# every rank (`lockstep_chunks` pads a rank's share with zero-weight micro-batches), and the forwards that
+# ranks run different numbers of times (generation, π_old, values) run on full weights (`full_weights`).
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
+def shard_model(model: nn.Module) -> None:
+    """Shard `model` over the ranks with FSDP2: each of its blocks (the model's `_no_split_modules` classes:
+    its decoder layers), then the rest (embeddings, head, norms) as the root."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    device = next(model.parameters()).device
+    mesh = init_device_mesh(device.type, (world()[1],))
+    blocks = set(getattr(model, "_no_split_modules", None) or [])
+    for module in model.modules():
+        if type(module).__name__ in blocks:
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+
+
+class full_weights:
+    """Within the block a sharded model holds its full weights and gathers nothing per forward, so ranks may
+    run different numbers of forwards (generation, no-gradient passes). Nothing for an unsharded model."""
+
+    def __init__(self, model: nn.Module | None) -> None:
+        self.modules = [] if model is None or not is_sharded(model) else [m for m in model.modules() if is_sharded(m)]
+
+    def __enter__(self) -> None:
+        for module in self.modules:  # the same modules in the same order on every rank: the gathers pair up
+            module.unshard()
+            module.set_reshard_after_forward(False, recurse=False)
+
+    def __exit__(self, *exc: object) -> None:
+        for module in self.modules:
+            module.set_reshard_after_forward(True, recurse=False)
+            module.reshard()
+
+
+def lockstep_chunks(model: nn.Module, chunks: list[Tensor], filler: Tensor) -> list[tuple[Tensor, bool]]:
+    """(micro-batch, is_filler) pairs: `chunks`, then for a sharded model as many `filler` micro-batches
+    (to be weighted 0) as this rank lacks to match the rank with the most, so every rank runs the same
+    number of forwards and backwards."""
+    pairs = [(chunk, False) for chunk in chunks]
+    if not is_sharded(model):
+        return pairs
+    most = torch.tensor(len(chunks))
+    dist.all_reduce(most, op=dist.ReduceOp.MAX)
+    return pairs + [(filler, True)] * (int(most) - len(chunks))
+
+
+def backward_scale(model: nn.Module) -> float:
+    """What a sharded model's loss is multiplied by before its backward: FSDP averages the ranks' gradients,
+    the update wants their sum. 1 otherwise (`sum_gradients` sums)."""
+    return float(world()[1]) if is_sharded(model) else 1.0
+
+
+def local_value(x: Tensor) -> Tensor:
+    """A plain tensor from a DTensor (a sharded model's gradient norm), else `x`."""
+    full = getattr(x, "full_tensor", None)
+    return full() if full is not None else x
+
+
+def gathered_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Tensor] | None, dict[str, Any] | None]:
+    """A sharded model's full weights and optimiser state (every rank takes part; rank 0 receives them, on
+    the CPU). (None, None) for an unsharded model: the model's own state dicts are complete."""
+    if not is_sharded(model):
+        return None, None
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_full_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, weights: dict[str, Tensor], optimizer_state: dict[str, Any]
+) -> None:
+    """Load full (unsharded) weights and optimiser state, as `gathered_state` saved them, into a sharded model
+    and its optimiser: every rank keeps its shard."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, weights, options=options)
+    set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)

@@ -33,13 +33,14 @@ class Policy:
     tokenizer: PreTrainedTokenizerBase
     adapter: Any = None
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, *, weights: dict[str, Any] | None = None) -> None:
         """Weights as safetensors plus tokenizer, in Hugging Face format (`from_pretrained` loads it); a LoRA
-        policy saves its adapter only, in PEFT's format (`load_policy` merges it into its base)."""
+        policy saves its adapter only, in PEFT's format (`load_policy` merges it into its base). `weights`: the
+        full weights to write instead of the model's own (a sharded model's, gathered)."""
         if self.adapter is not None:
             self.adapter.save_pretrained(path, safe_serialization=True)
         else:
-            self.model.save_pretrained(path, safe_serialization=True)
+            self.model.save_pretrained(path, state_dict=weights, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
 

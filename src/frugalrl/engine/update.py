@@ -21,7 +21,16 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from frugalrl.algos import kl_estimators, policy_losses
-from frugalrl.engine.distributed import computed_by_share, merge_step_metrics, my_share, sum_gradients
+from frugalrl.engine.distributed import (
+    backward_scale,
+    computed_by_share,
+    full_weights,
+    local_value,
+    lockstep_chunks,
+    merge_step_metrics,
+    my_share,
+    sum_gradients,
+)
 from frugalrl.engine.passes import micro_chunks, reduce_metric, run_passes, several_steps
 from frugalrl.engine.policy import response_logprobs
 from frugalrl.replay.loss_inputs import ON_POLICY, LossInputs
@@ -53,7 +62,8 @@ def batch_logprobs(model: PreTrainedModel, batch: RolloutBatch, *, temperature: 
         parts = [response_logprobs(model, batch.select(r), temperature=temperature)[0] for r in chunks]
         return torch.cat(parts).cpu()
 
-    return computed_by_share(batch.num_rows, compute)
+    with full_weights(model):  # fsdp: ranks run different numbers of these forwards
+        return computed_by_share(batch.num_rows, compute)
 
 
 @dataclass
@@ -120,13 +130,16 @@ def _optimiser_step(
     logs: dict[str, list[Tensor]] = defaultdict(list)
     optimizer.zero_grad(set_to_none=True)
     mine = my_share(_by_length(data.rows, rows))  # several processes: this rank's rows; the weights are global
-    for local in micro_chunks(mine, s.micro_batch_size) if len(mine) else []:
-        loss = _micro_batch_loss(model, data, rows[local], weights[local], entropy_weights[local], s, sums, logs)
-        loss.backward()
+    chunks = micro_chunks(mine, s.micro_batch_size) if len(mine) else []
+    scale, unlogged = backward_scale(model), (defaultdict(lambda: torch.zeros((), device=device)), defaultdict(list))
+    for local, filler in lockstep_chunks(model, chunks, torch.zeros(1, dtype=torch.long)):  # fsdp: + zero-weight ones
+        w, ew = (weights[local] * 0, entropy_weights[local] * 0) if filler else (weights[local], entropy_weights[local])
+        loss = _micro_batch_loss(model, data, rows[local], w, ew, s, *(unlogged if filler else (sums, logs)))
+        (loss * scale).backward()
     sum_gradients(model.parameters())  # several processes: the sum is the whole mini-batch's gradient
     sums, logs = merge_step_metrics(sums, logs)
     max_norm = s.grad_clip if s.grad_clip > 0 else float("inf")
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+    grad_norm = local_value(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
     optimizer.step()
     out = {**sums, **{k: reduce_metric(k, v) for k, v in logs.items()}, "loss/grad_norm": grad_norm}
     return {k: v.detach().cpu() for k, v in out.items()}

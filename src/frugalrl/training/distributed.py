@@ -13,6 +13,7 @@ from typing import Any
 from frugalrl.config import Config
 from frugalrl.engine import distributed
 from frugalrl.engine.checkpoint import rng_state
+from frugalrl.engine.policy import Policy
 from frugalrl.errors import ConfigError
 from frugalrl.training.build import resolve_device
 
@@ -24,6 +25,11 @@ def start_ranks(cfg: Config) -> None:
         return
     if cfg.algo.kind == "preference":
         raise ConfigError("algo.kind=preference runs in one process; launch it without torchrun")
+    if cfg.distributed.strategy == "fsdp" and (cfg.model.lora.r or cfg.rollout.backend == "vllm"):
+        raise ConfigError(
+            "distributed.strategy=fsdp shards full-weight training sampled by the hf or compact backend; "
+            "with model.lora.r or rollout.backend=vllm use distributed.strategy=ddp"
+        )
     cfg_dist = cfg.distributed
     distributed.start(resolve_device(cfg.run.device), backend=cfg_dist.backend, timeout=cfg_dist.timeout)
     if not distributed.is_main():  # the replicated state warns alike on every rank: rank 0 speaks for all
@@ -75,3 +81,10 @@ def check_in_step(step: int) -> None:
     state = rng_state()
     shared = pickle.dumps(state["python"]) + state["numpy"][1].tobytes() + state["torch"].numpy().tobytes()
     distributed.check_in_step((step, hashlib.sha256(shared).hexdigest()[:16]))
+
+
+def shard_policy(cfg: Config, policy: Policy) -> None:
+    """`distributed.strategy=fsdp` on several ranks: the policy's weights sharded (before its optimiser is
+    built, so the optimiser state is sharded too). The critic and the KL reference stay whole on every rank."""
+    if cfg.distributed.strategy == "fsdp" and distributed.world()[1] > 1:
+        distributed.shard_model(policy.model)

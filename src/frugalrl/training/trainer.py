@@ -41,7 +41,14 @@ from frugalrl.training.build import (
     resolve_model_path,
     update_settings,
 )
-from frugalrl.training.distributed import NullSink, check_in_step, check_ranks, ranks_state, start_ranks
+from frugalrl.training.distributed import (
+    NullSink,
+    check_in_step,
+    check_ranks,
+    ranks_state,
+    shard_policy,
+    start_ranks,
+)
 from frugalrl.training.evaluation import held_out_metrics, protocol_of
 from frugalrl.training.guards import (
     check_resumable,
@@ -89,6 +96,7 @@ class Trainer:
         self.backend = distributed.shard_rollouts(self.backend, pad_id=self.policy.tokenizer.pad_token_id)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
+        shard_policy(cfg, self.policy)  # distributed.strategy=fsdp under torchrun: weights sharded from here on
         self.train_set, self.eval_set = guarded_problems(cfg, self.policy, *problems)
         self._timings: dict[str, float] = {}  # the step in flight's, for the selector's reference rollouts
         context = SelectorContext(
@@ -347,10 +355,12 @@ class Trainer:
         }
         loop["extra"] = self.extra_state()
         loop["ranks"] = ranks_state()
+        gathered = distributed.gathered_state(self.policy.model, self.optimizer)  # fsdp: every rank takes part
         check_in_step(step)  # several ranks: the replicated state rank 0 saves is every rank's
         if not distributed.is_main():
             return
-        save_checkpoint(self.run_dir.checkpoint_dir(step), self.policy, self.optimizer, self.scheduler, loop)
+        path = self.run_dir.checkpoint_dir(step)
+        save_checkpoint(path, self.policy, self.optimizer, self.scheduler, loop, gathered=gathered)
 
 
 def _first_groups(group_index: Tensor, passed: Tensor, limit: int) -> Tensor:
