@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from frugalrl.config import load_config
+from frugalrl.config import ConfigError, load_config
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
 from frugalrl.testbed import ensure_base
 from frugalrl.tracking import RunDir, read_metrics
+from frugalrl.training.distributed import start_ranks
 from frugalrl.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +158,12 @@ def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp
     base = load_policy(ensure_base()).model.state_dict()
     assert any(not torch.equal(trained[k], base[k]) for k in base)
 
+    again = subprocess.run(  # a new run over an existing one: rank 0's error ends both ranks, no hang
+        _torchrun("--standalone", "--nproc-per-node", "2", *_train(whole, "trainer.max_steps=4")),
+        env=_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert again.returncode != 0 and "already holds a run; pass --resume" in again.stderr, again.stderr[-2000:]
+
     resumed = subprocess.run(
         _torchrun("--standalone", "--nproc-per-node", "2", *_train(killed, "trainer.max_steps=4"), "--resume"),
         env=_env(), capture_output=True, text=True, timeout=300,
@@ -179,3 +186,16 @@ def _kill_rank_after_first_checkpoint(launcher: subprocess.Popen, run: RunDir) -
             os.kill(pid, signal.SIGKILL)
             return pid
     raise AssertionError(f"no worker with RANK=1 among {children}")
+
+
+def test_distributed_settings_are_checked_before_any_process_group(monkeypatch):
+    with pytest.raises(ConfigError, match="distributed.strategy='zero' is not one of: ddp, fsdp"):
+        load_config(None, ["distributed.strategy=zero"])
+    with pytest.raises(ConfigError, match="distributed.timeout"):
+        load_config(None, ["distributed.timeout=0"])
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; the refusals come before joining any group
+    with pytest.raises(ConfigError, match="algo.kind=preference runs in one process"):
+        start_ranks(load_config(REPO / "configs/iterdpo.yaml"))
+    with pytest.raises(ConfigError, match="with model.lora.r or rollout.backend=vllm use distributed.strategy=ddp"):
+        start_ranks(load_config(None, ["distributed.strategy=fsdp", "model.lora.r=8"]))
+    assert not torch.distributed.is_initialized()
