@@ -78,6 +78,7 @@ def _fsdp_on_cpu() -> str | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch was built without gloo")
 def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
     """The policy update (and PPO's critic update) of each recipe on one fixed batch: two ranks, each on its
@@ -125,6 +126,7 @@ def _check_same_update(one: dict, rank0: dict, rank1: dict) -> None:
             assert torch.equal(rank1["cases"][name][key], got[key]), f"{name} {key}: the ranks' copies diverged"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch was built without gloo")
 def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp_path):
     """Two torchrun launches (--nnodes 2, one rank each) train 4 steps into one run directory laid out as a
