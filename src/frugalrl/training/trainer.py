@@ -268,6 +268,8 @@ class Trainer:
         with _timed(timings, "time/score" if phase == "generate" else f"time/{phase}"):  # reference: both phases
             with self.reward_monitor.recording():  # verifier timeouts and answerless responses of the step
                 score_batch(batch, self.reward_fn)
+            # several ranks score the gathered batch alike, but a verifier's timeout may not: rank 0's scores count
+            batch.rewards, batch.correct = distributed.from_main((batch.rewards, batch.correct))
         self.counters.responses += batch.num_rows
         self.counters.gen_tokens += int(batch.response_mask.sum())
         return batch
