@@ -107,7 +107,7 @@ class Trainer:
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
         )
-        self.critic = build_critic(cfg)
+        self.critic = build_critic(cfg, self.policy)  # LoRA: an adapter on the policy's base, not in its optimiser
         self.eval_protocol = protocol_of(cfg)
         self.counters = Counters()
         self._warned_short = False
