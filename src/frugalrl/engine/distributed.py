@@ -101,11 +101,6 @@ def from_main(obj: Any) -> Any:
     return box[0]
 
 
-def barrier() -> None:
-    if world()[1] > 1:
-        dist.barrier()
-
-
 def main_first(action: Callable[[], Any]) -> None:
     """Run `action` on rank 0 only (a check that may write the run directory) and raise its exception, if
     any, on every rank: the others neither race it nor wait for a collective that will never come."""
