@@ -5,9 +5,10 @@
 
 Every process builds the same batch (sampled by the model at MODEL_DIR with a fixed seed, rewards from a
 fixed pattern), then for each case runs the recipe's update from the same weights and writes, per rank,
-`OUT_DIR/rank<r>.pt`: each case's update metrics, the last optimiser step's gradients and the weights after
-the update (policy, and the critic's for PPO). On two ranks each rank trains on its share of the rows; with
-fsdp the policy's weights are sharded (FSDP2) and the full gradients and weights are gathered for the file.
+`OUT_DIR/rank<r>.pt`: each case's update metrics, the policy's last optimiser step's gradients and the
+weights after the update (policy, and the critic's for PPO). On two ranks each rank trains on its share of
+the rows; with fsdp the policy's weights are sharded (FSDP2) and the full gradients and weights are
+gathered for the file.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_
     for name, model in (("policy", policy.model), ("critic", getattr(critic, "model", None))):
         if model is not None:
             grads = [distributed.local_value(p.grad) for p in model.parameters() if p.grad is not None]
-            out[f"{name}_grad"] = torch.cat([g.reshape(-1) for g in grads])
+            if grads:  # the critic clears its gradients after its step: its weights and grad_norm stand for them
+                out[f"{name}_grad"] = torch.cat([g.reshape(-1) for g in grads])
             out[f"{name}_weights"] = torch.cat(
                 [distributed.local_value(p.detach()).reshape(-1) for p in model.parameters()]
             )

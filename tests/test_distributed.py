@@ -117,7 +117,8 @@ def _check_same_update(one: dict, rank0: dict, rank1: dict) -> None:
     for name, expected in one.items():
         got = rank0["cases"][name]
         assert got["rows"] == expected["rows"] > 0, name
-        for key in ("loss/policy", "loss/total", "critic/loss"):  # sums over rows: the same on 1 and 2 ranks
+        # sums over rows and gradient norms: the same on 1 and 2 ranks
+        for key in ("loss/policy", "loss/total", "loss/grad_norm", "critic/loss", "critic/grad_norm"):
             if key in expected["metrics"]:
                 assert got["metrics"][key] == pytest.approx(expected["metrics"][key], rel=1e-5, abs=1e-7), name
         for key in [k for k in expected if k.endswith(("_grad", "_weights"))]:
