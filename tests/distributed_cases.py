@@ -22,6 +22,7 @@ from frugalrl.algos import AdvantageInputs, advantage_estimators
 from frugalrl.config import load_config
 from frugalrl.data import make_problems, plain_prompt
 from frugalrl.engine import distributed
+from frugalrl.engine.checkpoint import load_checkpoint, save_checkpoint
 from frugalrl.engine.lora import reference_model
 from frugalrl.engine.policy import load_policy
 from frugalrl.engine.rollout import HFGenerateBackend
@@ -58,7 +59,7 @@ def fixed_batch(model_dir: str):
     return batch
 
 
-def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_groups: int, *, fsdp: bool) -> dict:
+def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_groups: int, *, fsdp: bool):
     cfg = load_config(REPO / "configs" / recipe, [f"model.path={model_dir}", "trainer.micro_batch_size=5", *overrides])
     policy = load_policy(model_dir)
     ref = reference_model(policy) if cfg.algo.kl_coef > 0 else None
@@ -90,7 +91,7 @@ def run_case(model_dir: str, batch, recipe: str, overrides: list[str], replayed_
             out[f"{name}_weights"] = torch.cat(
                 [distributed.local_value(p.detach()).reshape(-1) for p in model.parameters()]
             )
-    return out
+    return out, policy, optimizer
 
 
 def main(model_dir: str, out_dir: str, strategy: str = "ddp") -> None:
@@ -98,10 +99,34 @@ def main(model_dir: str, out_dir: str, strategy: str = "ddp") -> None:
     distributed.start("cpu", timeout=120)
     batch = fixed_batch(model_dir)
     fsdp = strategy == "fsdp"
-    results = {name: run_case(model_dir, batch, *case, fsdp=fsdp) for name, *case in CASES}
+    results, round_trip = {}, None
+    for name, *case in CASES:
+        results[name], policy, optimizer = run_case(model_dir, batch, *case, fsdp=fsdp)
+        if fsdp and name == "grpo":
+            round_trip = checkpoint_round_trip(model_dir, policy, optimizer, Path(out_dir) / "checkpoint")
     rank, size = distributed.world()
-    torch.save({"world_size": size, "cases": results}, Path(out_dir) / f"rank{rank}.pt")
+    torch.save({"world_size": size, "cases": results, "round_trip": round_trip}, Path(out_dir) / f"rank{rank}.pt")
     distributed.stop()
+
+
+def checkpoint_round_trip(model_dir: str, policy, optimizer, path: Path) -> bool:
+    """fsdp: the sharded policy and optimiser saved as a checkpoint (gathered by every rank, written by rank 0)
+    and loaded into a fresh sharded copy; whether this rank's shards and optimiser state came back equal."""
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    gathered = distributed.gathered_state(policy.model, optimizer)
+    if distributed.is_main():
+        save_checkpoint(path, policy, optimizer, scheduler, {}, gathered=gathered)
+    distributed.from_main(None)  # the others wait for the files
+    fresh = load_policy(model_dir)
+    distributed.shard_model(fresh.model)
+    fresh_optimizer = torch.optim.AdamW(fresh.model.parameters())
+    load_checkpoint(path, fresh, fresh_optimizer, torch.optim.lr_scheduler.LambdaLR(fresh_optimizer, lambda _: 1.0))
+    pairs = list(zip(policy.model.parameters(), fresh.model.parameters(), strict=True))
+    same = all(torch.equal(a.to_local(), b.to_local()) for a, b in pairs)
+    for a, b in pairs:
+        before, after = optimizer.state[a], fresh_optimizer.state[b]
+        same &= all(torch.equal(distributed.local_value(before[k]), distributed.local_value(after[k])) for k in before)
+    return same
 
 
 if __name__ == "__main__":

@@ -84,7 +84,8 @@ def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
     """The policy update (and PPO's critic update) of each recipe on one fixed batch: two ranks, each on its
     share of the rows, end with the gradient and weights one process computes on all of them; the summed
     loss is the same (the token mean divides by the global token count, not each rank's). Both with the
-    weights replicated (ddp) and sharded (fsdp, FSDP2 on the CPU)."""
+    weights replicated (ddp) and sharded (fsdp, FSDP2 on the CPU), whose checkpoint is also saved (the full
+    weights, loadable with from_pretrained) and loaded back into shards."""
     import distributed_cases
 
     model = tmp_path / "model"
@@ -108,6 +109,12 @@ def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
     for strategy, launch in launches.items():
         assert launch.wait(timeout=300) == 0, launch.stderr.read()[-3000:]
         _check_same_update(one, *(torch.load(tmp_path / strategy / f"rank{r}.pt") for r in (0, 1)))
+    if "fsdp" in launches:  # the sharded checkpoint: gathered into the HF layout, re-sharded on load
+        ranks = [torch.load(tmp_path / f"fsdp/rank{r}.pt") for r in (0, 1)]
+        assert [r["round_trip"] for r in ranks] == [True, True]
+        saved = load_policy(tmp_path / "fsdp/checkpoint" / MODEL_DIR).model
+        weights = torch.cat([p.detach().reshape(-1) for p in saved.parameters()])
+        assert torch.equal(weights, ranks[0]["cases"]["grpo"]["policy_weights"])
     if reason := _fsdp_on_cpu():
         pytest.skip(f"ddp checked; fsdp not: {reason}")
 

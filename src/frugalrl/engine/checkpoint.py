@@ -88,7 +88,7 @@ def load_checkpoint(
     state = _read(path / STATE_FILE, lambda file: torch.load(file, weights_only=False))
     if is_sharded(policy.model):  # fsdp: the full weights and optimiser state, each rank keeps its shard
         weights = _read(path / MODEL_DIR / "model.safetensors", load_file)
-        load_full_state(policy.model, optimizer, _with_tied(policy.model, weights), state["optimizer"])
+        load_full_state(policy.model, optimizer, weights, state["optimizer"])
     else:
         _load_model(path, policy)
         optimizer.load_state_dict(state["optimizer"])
@@ -104,22 +104,6 @@ def _load_model(path: Path, policy: Policy) -> None:
         load_adapter_weights(policy, path / MODEL_DIR)
     else:
         _load_weights(path, policy)
-
-
-def _with_tied(model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`weights` with the tied parameters that saving left out (the LM head that is the embedding) put back
-    under every name the model knows them by."""
-    names = [name for name, _ in model.named_parameters(remove_duplicate=False)]
-    shared: dict[int, list[str]] = {}
-    for name, param in model.named_parameters(remove_duplicate=False):
-        shared.setdefault(id(param), []).append(name)
-    full = dict(weights)
-    for group in shared.values():
-        present = [n for n in group if n in weights]
-        for name in group:
-            if name not in full and present:
-                full[name] = weights[present[0]]
-    return {k: v for k, v in full.items() if k in names or k in weights}
 
 
 def _load_weights(path: Path, policy: Policy) -> None:
