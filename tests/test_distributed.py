@@ -69,6 +69,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture
+def spawned():
+    """The launches a test starts; any still running when it ends (a failed assertion) are terminated, which
+    torchrun passes on to its workers."""
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
 def _fsdp_on_cpu() -> str | None:
     """Why FSDP2 cannot run here, or None."""
     try:
@@ -80,7 +95,7 @@ def _fsdp_on_cpu() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch was built without gloo")
-def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
+def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy, spawned):
     """The policy update (and PPO's critic update) of each recipe on one fixed batch: two ranks, each on its
     share of the rows, end with the gradient and weights one process computes on all of them; the summed
     loss is the same (the token mean divides by the global token count, not each rank's). Both with the
@@ -98,6 +113,7 @@ def test_two_ranks_compute_the_single_process_update(tmp_path, micro_policy):
         launches[strategy] = subprocess.Popen(
             [*cmd, str(model), str(tmp_path / strategy), strategy], env=_env(), stderr=subprocess.PIPE, text=True
         )
+        spawned.append(launches[strategy])
     (tmp_path / "one").mkdir()
     threads = torch.get_num_threads()
     try:
@@ -136,7 +152,7 @@ def _check_same_update(one: dict, rank0: dict, rank1: dict) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="torch was built without gloo")
-def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp_path):
+def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp_path, spawned):
     """Two torchrun launches (--nnodes 2, one rank each) train 4 steps into one run directory laid out as a
     single process's. A standalone 2-rank run of the same config, its rank 1 killed with SIGKILL after a
     checkpoint, ends with torchrun naming that rank; resumed, it logs exactly the two-node run's metrics."""
@@ -146,11 +162,13 @@ def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp
             "--rdzv-endpoint", f"127.0.0.1:{port}"]  # fmt: skip
     node_cmd = _torchrun(*node, *_train(whole, "trainer.max_steps=4", "trainer.checkpoint_every=2"))
     launches = [subprocess.Popen(node_cmd, env=_env(), stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    spawned.extend(launches)
     victim = subprocess.Popen(
         _torchrun("--standalone", "--nproc-per-node", "2", *_train(killed, "trainer.max_steps=200",
                   "trainer.checkpoint_every=1")),
         env=_env(), stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    spawned.append(victim)
     rank1 = _kill_rank_after_first_checkpoint(victim, RunDir(killed))
     stderr = victim.communicate(timeout=120)[1]
     assert victim.returncode != 0
