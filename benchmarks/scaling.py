@@ -73,13 +73,13 @@ def main() -> None:
     keys = list(next(iter(results.values()))[0])
     print(f"GRPO on the testbed: {args.steps} steps × {args.prompts} prompts × 8, {args.threads} thread(s) per "
           f"process, strategy {args.strategy}, {args.rounds} round(s): median (min–max)")  # fmt: skip
-    print(f"{'':>14}" + "".join(f"{f'{p} process' + ('es' if p > 1 else ''):>24}" for p in results))
+    print(f"{'':>14}" + "".join(f"{f'{p} process' + ('es' if p > 1 else ''):>28}" for p in results))
     for key in keys:
         cells = []
         for runs in results.values():
             values = [r[key] for r in runs]
             cells.append(f"{statistics.median(values):.2f} ({min(values):.2f}–{max(values):.2f})")
-        print(f"{key:>14}" + "".join(f"{c:>24}" for c in cells))
+        print(f"{key:>14}" + "".join(f"{c:>28}" for c in cells))
 
 
 if __name__ == "__main__":
