@@ -15,7 +15,8 @@ from frugalrl.tracking import RunDir, StatsStore, read_metrics
 from frugalrl.training.trainer import Trainer
 
 TINY = [
-    "model.path=testbed",
+    "model.path=testbed-arith",  # the first testbed: short answers keep these runs fast
+    "data.source=arithmetic",
     "run.progress=false",
     "run.threads=2",
     "data.train_size=200",

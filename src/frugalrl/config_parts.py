@@ -25,11 +25,15 @@ from frugalrl.selection import group_filters, selectors
 
 
 def migrate_saved(layer: Any, *, default_advantage: str) -> Any:
-    """A saved config with today's keys: trainer.ppo_epochs → trainer.epochs; the flat replay keys → replay.args,
+    """A saved config with today's keys: model.path=testbed → testbed-arith (the only base then);
+    trainer.ppo_epochs → trainer.epochs; the flat replay keys → replay.args,
     keeping those its replay kind accepts (a saved config held every kind's); critic.kind set when the saved
     estimator needs a critic (before critic.kind existed, the estimator implied it)."""
     tree = OmegaConf.to_container(layer)
     trainer, replay, algo = (tree.get(name) or {} for name in ("trainer", "replay", "algo"))
+    model = tree.get("model") or {}
+    if model.get("path") == "testbed":  # saved before the bases had names: the first testbed was the only one
+        model["path"] = "testbed-arith"
     if "ppo_epochs" in trainer:
         trainer["epochs"] = trainer.pop("ppo_epochs")
     flat = {key: replay.pop(key) for key in list(replay) if f"replay.{key}" in RENAMED}
