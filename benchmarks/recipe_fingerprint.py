@@ -39,6 +39,7 @@ SHORT = [
 
 RUNS: dict[str, tuple[str, list[str]]] = {
     "grpo": ("grpo.yaml", ["rollout.group_size=4"]),
+    "grpo_arith": ("grpo_arith.yaml", ["rollout.group_size=4"]),
     "grpo_dots": ("grpo_dots.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_dots_rr": ("grpo_dots_rr.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_filter": ("grpo_filter.yaml", ["rollout.group_size=4"]),

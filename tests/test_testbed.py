@@ -228,3 +228,12 @@ def test_testbed_names_the_default_base_and_a_saved_run_keeps_its_own():
     assert load_config(None, ["model.path=testbed-arith"]).model.path == "testbed-arith"
     with pytest.raises(ValueError, match="unknown testbed base 'testbed-x'"):
         named_base("testbed-x")
+
+
+def test_the_demo_runs_the_default_recipe_of_a_source_checkout():
+    from pathlib import Path
+
+    from frugalrl.cli import DEMO_RECIPE
+
+    assert DEMO_RECIPE == Path(__file__).resolve().parents[1] / "configs" / "grpo.yaml"
+    assert DEMO_RECIPE.is_file()

@@ -24,7 +24,7 @@ from frugalrl.errors import UserError
 
 console = Console(stderr=True)
 
-DEMO_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"  # present in a source checkout
+DEMO_RECIPE = Path(__file__).resolve().parents[3] / "configs" / "grpo.yaml"  # present in a source checkout
 DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.every=0"]
 
 
