@@ -308,3 +308,48 @@ def test_docs_list_every_metric_of_the_history_selectors():
     text = (Path(__file__).parents[1] / "docs" / "selection.md").read_text()
     missing = [name for name in FRUGAL_METRICS if f"`{name}`" not in text]
     assert not missing, f"docs/selection.md lacks {missing}"
+
+
+# -- in the trainer: composed with replay and filters, resumed exactly --------------------------------------
+def test_frugal_with_rollout_replay_and_pods_trains_full_batches_and_resumes_exactly(tmp_path):
+    from test_trainer import _killed_and_resumed_equals_whole
+
+    extra = [
+        "select.selector=frugal",
+        "select.selector_args={predict_every: 1}",
+        "select.filters=[max_variance]",
+        "select.filter_args={max_variance: {keep: 2}}",
+        "replay.kind=rr",
+        "algo.loss=rr_offpolicy",
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every=2",
+        "eval.every=0",
+        "eval.at_start=false",
+    ]
+    records = _killed_and_resumed_equals_whole(tmp_path, extra, kill_after=2)
+    totals = [r["count/responses"] for r in records]
+    generated = [b - a for a, b in zip([0, *totals[:-1]], totals, strict=True)]
+    # B = 8 groups of G = 4 every step: replayed groups (4 rows each) plus fresh ones
+    assert all(g + r["replay/off_rows"] == 32 for g, r in zip(generated, records, strict=True))
+    assert sum(r["replay/off_rows"] for r in records) > 0
+    # PODS keeps 2 of each fresh group's 4 responses
+    assert all(r["data/filtered_responses"] == g // 2 for g, r in zip(generated, records, strict=True))
+    assert {"select/prior_reference", "select/realised_informative_frac"} <= set(records[-1])
+
+
+def test_greso_composes_with_prompt_replay_and_resumes_exactly(tmp_path):
+    from test_trainer import _killed_and_resumed_equals_whole
+
+    extra = [
+        "select.selector=greso",
+        "replay.kind=repo",
+        "data.train_size=16",  # prompts come back every 2 steps: RePO replays, GRESO has runs to skip
+        "replay.args.min_cache=4",
+        "replay.args.replay_k=2",
+        "trainer.max_steps=4",
+        "trainer.checkpoint_every=2",
+        "eval.every=0",
+        "eval.at_start=false",
+    ]
+    records = _killed_and_resumed_equals_whole(tmp_path, extra, kill_after=2)
+    assert sum(r["replay/off_rows"] for r in records) > 0 and "select/explore_hard" in records[-1]
