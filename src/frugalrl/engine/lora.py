@@ -5,6 +5,10 @@ rollout backends, the update, evaluation) runs the adapted model unchanged, and 
 parameters require gradients: the optimiser holds nothing else. The KL reference is the same model with
 its adapters switched off (`AdapterDisabledReference`), so a LoRA run keeps one copy of the base weights.
 
+PPO's critic (`critic.kind=value_model`) on a LoRA policy is a second adapter, `critic`, on the same
+modules (`add_adapter`, `active_adapter`): its forward runs the policy's frozen base tensors with the
+critic's adapter in place of the policy's, so a LoRA run still holds one copy of the base.
+
 Checkpoints hold the adapter in PEFT's format (`adapter_config.json`, `adapter_model.safetensors`) next to
 the tokenizer; `frugalrl export RUN --merged OUT` folds it into the base weights (`export_merged`).
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,6 +27,7 @@ from torch import Tensor
 
 from frugalrl.engine.policy import ADAPTER_CONFIG, Policy
 
+POLICY_ADAPTER = "default"  # PEFT's name for the first adapter: the policy's own
 PEFT_HINT = "pip install 'frugalrl[peft]' (or: pip install peft)"
 ALL_LINEAR = "all-linear"  # PEFT's name for every linear layer but the output head
 
@@ -103,6 +109,70 @@ def reference_model(policy: Policy) -> Any:
     return ref
 
 
+def add_adapter(policy: Policy, name: str) -> None:
+    """A second set of LoRA adapters, `name`, on the policy's model: the same configuration as the policy's
+    own, fresh (B = 0, so the model under it starts as the base), inactive until `active_adapter` switches
+    to it; its parameters require gradients like the policy's (see `active_adapter`)."""
+    if policy.adapter is None:
+        raise ValueError("a second adapter needs a policy with LoRA adapters (model.lora.r > 0)")
+    if name in policy.adapter.peft_config:
+        raise ValueError(f"the policy already has an adapter named {name!r}")
+    policy.adapter.add_adapter(name, copy.deepcopy(policy.adapter.peft_config[POLICY_ADAPTER]))
+    for param in adapter_parameters(policy, name):
+        param.requires_grad_(True)
+
+
+def adapter_parameters(policy: Policy, name: str) -> list[torch.nn.Parameter]:
+    """The parameters of adapter `name` (lora_A.<name>, lora_B.<name>, ...), in the model's order."""
+    found = []
+    for full_name, param in policy.model.named_parameters():
+        parts = full_name.split(".")
+        if any(a.startswith("lora_") and b == name for a, b in zip(parts, parts[1:], strict=False)):
+            found.append(param)
+    return found
+
+
+@contextmanager
+def active_adapter(policy: Policy, name: str) -> Iterator[None]:
+    """Inside the block the model runs adapter `name` in place of the policy's; the policy's is back after.
+
+    Every parameter keeps its `requires_grad` (PEFT's switch would freeze the inactive adapter), so the
+    policy's and the critic's parameters stay trainable whichever adapter ran the forward, and a backward
+    after the block still reaches them. Re-entrant: a block inside a block of the same adapter is a no-op."""
+    wrapper = policy.adapter
+    before = wrapper.active_adapter
+    if before == name:
+        yield
+        return
+    flags = [(param, param.requires_grad) for param in policy.model.parameters()]
+
+    def switch(to: str) -> None:
+        wrapper.set_adapter(to)
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+    switch(name)
+    try:
+        yield
+    finally:
+        switch(before)
+
+
+def adapter_state(policy: Policy, name: str) -> dict[str, Tensor]:
+    """Copies of adapter `name`'s tensors (PEFT's names, without the adapter name)."""
+    peft = require_peft()
+    state = peft.get_peft_model_state_dict(policy.adapter, adapter_name=name)
+    return {key: value.detach().clone() for key, value in state.items()}
+
+
+def load_adapter_state(policy: Policy, name: str, state: dict[str, Tensor]) -> None:
+    """Restore what `adapter_state` returned into adapter `name` in place."""
+    peft = require_peft()
+    result = peft.set_peft_model_state_dict(policy.adapter, state, adapter_name=name)
+    if getattr(result, "unexpected_keys", None):
+        raise RuntimeError(f"adapter {name!r} state does not match the model: unexpected {result.unexpected_keys}")
+
+
 def merged_weights(model: torch.nn.Module) -> Iterator[tuple[str, Tensor]]:
     """(name, tensor) of every weight of `model` with its active LoRA deltas folded in, under the names the
     model has without adapters (what `from_pretrained` and inference engines expect). Nothing is modified."""
@@ -129,7 +199,8 @@ def load_adapter_weights(policy: Policy, directory: Path) -> None:
     weights = load_file(directory / "adapter_model.safetensors")
     result = peft.set_peft_model_state_dict(policy.adapter, weights)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
-    missing = [k for k in getattr(result, "missing_keys", []) or [] if ".lora_" in k]
+    # only the policy's own adapter is in the file (a LoRA critic's adapter is restored with the critic)
+    missing = [k for k in getattr(result, "missing_keys", []) or [] if ".lora_" in k and f".{POLICY_ADAPTER}." in k]
     if unexpected or missing:
         raise RuntimeError(
             f"adapter in {directory} does not match the model's LoRA layers: missing {missing}, "

@@ -35,9 +35,10 @@ class Policy:
 
     def save(self, path: str | Path) -> None:
         """Weights as safetensors plus tokenizer, in Hugging Face format (`from_pretrained` loads it); a LoRA
-        policy saves its adapter only, in PEFT's format (`load_policy` merges it into its base)."""
+        policy saves its own adapter only (not a LoRA critic's), in PEFT's format (`load_policy` merges it into
+        its base)."""
         if self.adapter is not None:
-            self.adapter.save_pretrained(path, safe_serialization=True)
+            self.adapter.save_pretrained(path, safe_serialization=True, selected_adapters=["default"])
         else:
             self.model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)

@@ -30,6 +30,7 @@ from frugalrl.rewards.functions import (
     limr_reward,
     make_reward_function,
     reward_functions,
+    uses_verifier_pool,
 )
 from frugalrl.rewards.pool import VerifierPool, default_pool, verify_batch
 from frugalrl.rewards.scoring import score_batch
@@ -73,6 +74,7 @@ __all__ = [
     "record_reward_stats",
     "reward_functions",
     "score_batch",
+    "uses_verifier_pool",
     "verify_answer",
     "verify_batch",
 ]

@@ -55,6 +55,19 @@ MIN_REPEAT_UNIT = 5
 MIN_REPEATS = 5
 
 
+def _checks_with_verifier_pool(fn: RewardFunction) -> RewardFunction:
+    """Marks a reward that sends answers to math-verify's worker pool (`verify_batch`), so that a trainer
+    starts the pool during its set-up instead of inside its first timed step (`uses_verifier_pool`)."""
+    fn.uses_verifier_pool = True  # type: ignore[attr-defined]
+    return fn
+
+
+def uses_verifier_pool(name: str) -> bool:
+    """Whether the registered reward `name` checks answers with the shared verifier pool (`default_pool`).
+    A reward registered without the mark still works: the pool then starts at its first answer."""
+    return bool(getattr(reward_functions.get(name), "uses_verifier_pool", False))
+
+
 def make_reward_function(name: str, *, extraction: str = "boxed") -> RewardFunction:
     """The registered reward `name`, reading answers with the `extraction` extractor (`answer_extractors`).
 
@@ -213,6 +226,7 @@ def _check_lengths(completions: Sequence, answers: Sequence, **named: Sequence |
 
 
 @reward_functions.register("correctness")
+@_checks_with_verifier_pool
 def correctness_reward(
     completions: list[str],
     answers: list[str],
@@ -236,6 +250,7 @@ def correctness_reward(
 
 
 @reward_functions.register("correctness_pm1", provides=("signed_rewards",))
+@_checks_with_verifier_pool
 def correctness_pm1_reward(
     completions: list[str],
     answers: list[str],
@@ -258,6 +273,7 @@ def correctness_pm1_reward(
 
 
 @reward_functions.register("limr", provides=("signed_rewards",))
+@_checks_with_verifier_pool
 def limr_reward(
     completions: list[str],
     answers: list[str],

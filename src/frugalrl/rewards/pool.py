@@ -89,6 +89,17 @@ class VerifierPool:
         """Process ids of the running workers (ready or starting)."""
         return [s.proc.pid for s in self._slots if s.proc.poll() is None]
 
+    @property
+    def ready(self) -> bool:
+        """Every worker is running and has imported math-verify: a batch now waits for no start-up."""
+        return len(self._slots) == self.size and all(s.ready and s.proc.poll() is None for s in self._slots)
+
+    def spawn(self) -> None:
+        """Start the missing workers without waiting for them (`start` waits): they import sympy in the
+        background, e.g. while the trainer loads its model."""
+        with self._lock:
+            self._spawn_missing()
+
     def start(self) -> None:
         """Start every worker and wait until all are ready (otherwise the first batch waits for one)."""
         with self._lock:

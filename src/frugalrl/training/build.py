@@ -104,8 +104,9 @@ def update_settings(cfg: Config) -> UpdateSettings:
     )
 
 
-def build_critic(cfg: Config) -> CriticPart:
-    """The configured critic (`critic.kind`); a value model starts from the policy's initial weights."""
+def build_critic(cfg: Config, policy: Policy | None = None) -> CriticPart:
+    """The configured critic (`critic.kind`); a value model starts from the policy's initial weights (a LoRA
+    `policy`'s critic is a second adapter on its base: build it after the policy's optimiser)."""
     settings = CriticSettings(
         lr=cfg.critic.lr,
         value_clip=cfg.critic.value_clip,
@@ -118,5 +119,9 @@ def build_critic(cfg: Config) -> CriticPart:
         betas=(cfg.trainer.betas[0], cfg.trainer.betas[1]),
     )
     return critics.get(cfg.critic.kind)(
-        resolve_model_path(cfg.model.path), settings, device=resolve_device(cfg.run.device), dtype=cfg.model.dtype
+        resolve_model_path(cfg.model.path),
+        settings,
+        device=resolve_device(cfg.run.device),
+        dtype=cfg.model.dtype,
+        policy=policy,
     )

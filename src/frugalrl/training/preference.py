@@ -93,6 +93,7 @@ class PreferenceTrainer(Trainer):
             batch, passed, rounds = self._collect(step, timings, cfg.trainer.prompts_per_step)
             pairs, metrics = self._online_pairs(step, batch, passed)
             metrics["data/sampling_rounds"] = rounds
+            metrics |= self.reward_monitor.step_metrics(step)  # rollout/verify_timeouts, rollout/no_answer_frac
         else:
             batch, pairs = self._offline_pairs(step)
             metrics = {"pref/pairs": float(pairs.num_pairs), "pref/skipped_groups": 0.0}

@@ -29,7 +29,7 @@ from frugalrl.engine.lora import reference_model
 from frugalrl.engine.step_metrics import batch_metrics, prompt_stats
 from frugalrl.engine.update import batch_logprobs, policy_update
 from frugalrl.replay import replay_kinds
-from frugalrl.rewards import StepRewardMonitor, make_reward_function, score_batch
+from frugalrl.rewards import StepRewardMonitor, default_pool, make_reward_function, score_batch, uses_verifier_pool
 from frugalrl.selection import SelectorContext, apply_filters, selectors
 from frugalrl.tracking import MetricsLog, RunDir, StatsStore, atomic_write_text, write_report
 from frugalrl.training.build import (
@@ -81,6 +81,9 @@ class Trainer:
             torch.set_num_threads(cfg.run.threads)
         _seed_everything(cfg.run.seed)
         problems = problems_of(cfg.data)  # a data error surfaces before the model loads
+        verifier = default_pool() if uses_verifier_pool(cfg.algo.reward) else None
+        if verifier is not None:
+            verifier.spawn()  # its workers import sympy while the model loads
         self.policy, self.backend = load_policy_and_backend(cfg.model.path, cfg)
         needs_ref = cfg.algo.kl_coef > 0 or cfg.eval.kl_to_initial
         self.ref_model = reference_model(self.policy) if needs_ref else None  # LoRA: the base, adapters off
@@ -104,10 +107,12 @@ class Trainer:
         self.sampling = SamplingParams(
             cfg.rollout.group_size, cfg.rollout.temperature, cfg.rollout.top_p, cfg.rollout.max_new_tokens
         )
-        self.critic = build_critic(cfg)
+        self.critic = build_critic(cfg, self.policy)  # LoRA: an adapter on the policy's base, not in its optimiser
         self.eval_protocol = protocol_of(cfg)
         self.counters = Counters()
         self._warned_short = False
+        if verifier is not None:
+            verifier.start()  # ready before step 1: the start-up stays off the training clock
 
     # ---------------------------------------------------------------------------------------------------
     def run(self, *, resume: bool = False) -> RunDir:
