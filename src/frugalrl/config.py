@@ -245,6 +245,7 @@ class SelectConfig:
     selector_args: dict[str, Any] = _f({}, "keyword arguments of the selector, e.g. DOTS's mu, reference_size")
     filters: list[str] = _f([], "group filters applied before the update: drop_all_correct, drop_all_wrong, ...")
     filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering", ge=0, lt=0.5)
+    filter_args: dict[str, Any] = _f({}, "keyword arguments of the filters by name, e.g. {max_variance: {keep: 4}}")
     dynamic_sampling: bool = _f(False, "keep sampling prompts until B groups pass the filters (DAPO)")
     max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling", ge=1)
 

@@ -94,6 +94,7 @@ def check_parts(cfg: Any) -> None:
         if args is not None:
             check_args(args[0], entry, dict(args[1]), inputs=args[2])
         provided |= {cap: f"{key}={name}" for cap in registry.provides(name)}
+    _check_filter_args(cfg.select)
     make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)  # the reward reads that extraction
     for key, registry, name, _ in parts:
         needs = registry.needs(name)
@@ -113,6 +114,14 @@ def check_parts(cfg: Any) -> None:
             "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
             f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
         )
+
+
+def _check_filter_args(select: Any) -> None:
+    """`select.filter_args` names only chosen filters, each with arguments it accepts."""
+    for name, args in dict(select.filter_args).items():
+        if name not in select.filters:
+            raise ValueError(f"select.filter_args.{name}: {name} is not in select.filters {list(select.filters)}")
+        check_args(f"select.filter_args.{name}", group_filters.get(name), dict(args), inputs=("tol",))
 
 
 def describe_parts() -> list[tuple[str, str, str]]:
