@@ -12,6 +12,7 @@
 # may run at once, on two cores, into the same directory, as may disjoint FAMILY_SEEDS="0 1" / "2"); the
 # default runs and summarises everything.
 set -euo pipefail
+source "$(dirname "$0")/first_testbed.sh"  # measured on the first testbed (docs say so)
 out=${1:-benchmarks/results/family}
 core=(
     --recipe grpo=configs/grpo.yaml
@@ -36,5 +37,5 @@ case ${FAMILY_PART:-all} in
 esac
 frugalrl bench "${recipes[@]}" \
     --baseline grpo --seeds ${FAMILY_SEEDS:-0 1 2} --budget responses=7680 --out "$out" \
-    -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
+    -- "${FIRST_TESTBED[@]}" run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
        eval.kl_to_initial=true trainer.checkpoint_every=0

@@ -10,6 +10,7 @@
 # was written by that part); PREF_SEEDS="0" a subset of the seeds; the default runs main and primacy into
 # one comparison.
 set -euo pipefail
+source "$(dirname "$0")/first_testbed.sh"  # measured on the first testbed (docs say so)
 out=${1:-benchmarks/results/preference}
 main=(
     --recipe grpo=configs/grpo.yaml
@@ -35,5 +36,5 @@ case ${PREF_PART:-all} in
 esac
 frugalrl bench "${recipes[@]}" \
     --baseline grpo --seeds ${PREF_SEEDS:-0 1 2} --budget responses=7680 --out "$out" \
-    -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=1280 \
+    -- "${FIRST_TESTBED[@]}" run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=1280 \
        eval.kl_to_initial=true trainer.checkpoint_every=0

@@ -39,9 +39,18 @@ SHORT = [
 
 RUNS: dict[str, tuple[str, list[str]]] = {
     "grpo": ("grpo.yaml", ["rollout.group_size=4"]),
+    "grpo_arith": ("grpo_arith.yaml", ["rollout.group_size=4"]),
     "grpo_dots": ("grpo_dots.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_dots_rr": ("grpo_dots_rr.yaml", ["rollout.group_size=4", "select.selector_args.reference_size=8"]),
     "grpo_filter": ("grpo_filter.yaml", ["rollout.group_size=4"]),
+    "grpo_greso": ("grpo_greso.yaml", ["rollout.group_size=4"]),
+    "grpo_posterior": ("grpo_posterior.yaml", ["rollout.group_size=4"]),
+    "grpo_frugal": ("grpo_frugal.yaml", ["rollout.group_size=4", "select.selector_args.predict_every=2"]),
+    "grpo_frugal_rr": (
+        "grpo_frugal_rr.yaml",
+        ["rollout.group_size=4", "select.selector_args.predict_every=2", "replay.args.capacity=8"],
+    ),
+    "grpo_pods": ("grpo_pods.yaml", ["rollout.group_size=4", "select.filter_args.max_variance.keep=2"]),
     "grpo_rr": ("grpo_rr.yaml", ["rollout.group_size=4", "replay.args.capacity=8"]),
     "ppo": ("ppo.yaml", ["trainer.prompts_per_step=32"]),
     "raft": ("raft.yaml", ["rollout.group_size=4"]),

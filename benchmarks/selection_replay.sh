@@ -5,6 +5,7 @@
 # headline, so every run must see the same machine: runs are sequential, and on a shared machine pin the
 # process to one core (`taskset -c 0`) with run.threads=1.
 set -euo pipefail
+source "$(dirname "$0")/first_testbed.sh"  # measured on the first testbed (docs say so)
 out=${1:-benchmarks/results/selection_replay}
 frugalrl bench \
     --recipe grpo=configs/grpo.yaml \
@@ -14,5 +15,5 @@ frugalrl bench \
     --recipe filter=configs/grpo_filter.yaml \
     --recipe dots_trainref=configs/grpo_dots.yaml:select.selector_args.train_on_reference=true \
     --baseline grpo --seeds 0 1 2 --budget time=150 --out "$out" \
-    -- run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
+    -- "${FIRST_TESTBED[@]}" run.threads=1 run.progress=false eval.num_problems=300 eval.k=4 eval.every_responses=2048 \
        trainer.checkpoint_every=0

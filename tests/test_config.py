@@ -44,7 +44,7 @@ def test_overrides_apply_on_top_of_defaults():
         ("replay.kind=rp", "unknown replay kind 'rp'; valid names: none, repo, rr"),
         ("replay.args={capacity: 4}", "replay.args has unknown arguments ['capacity'] for NoReplay; valid: none"),
         ("rollout.backend=vllmm", "unknown rollout backend 'vllmm'"),
-        ("data.source=hub", "unknown data source 'hub'; valid names: arithmetic, file, reasoning_gym"),
+        ("data.source=hub", "unknown data source 'hub'; valid names: arithmetic, columns, file, reasoning_gym"),
         ("data.template=chatml", "unknown prompt template 'chatml'"),
         ("select.selector_args={mu: 2}", "select.selector_args has unknown arguments ['mu'] for UniformSelector"),
         ("trainer.ppo_epochs=2", "config key 'trainer.ppo_epochs' was renamed: set trainer.epochs instead"),
@@ -162,3 +162,13 @@ def test_help_lists_the_arguments_of_every_part_that_takes_some():
     assert rows[("replay.args", "rr")] == "capacity=128, fresh_fraction=0.5"
     assert rows[("algo.loss_args", "clipped")] == "eps_low=0.2, eps_high=0.2, dual_clip=None"  # not the engine's
     assert ("replay.args", "none") not in rows and ("select.selector_args", "uniform") not in rows
+
+
+def test_testbed_in_a_recipe_is_the_default_base_and_in_an_old_saved_config_the_first_one(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("model:\n  path: testbed\n")
+    assert load_config(path).model.path == "testbed-columns"  # a recipe: today's default base
+    # A run saved before the bases had names ran on the only one there was; its resume must not switch base.
+    assert load_config(path, saved=True).model.path == "testbed-arith"
+    path.write_text("model:\n  path: testbed-columns\n")
+    assert load_config(path, saved=True).model.path == "testbed-columns"

@@ -6,15 +6,31 @@ import pytest
 
 from frugalrl.config import ConfigError, load_config
 from frugalrl.data import problems_of
+from frugalrl.errors import DataError
 
 
 @pytest.mark.covers("data source", "arithmetic")
 def test_arithmetic_source_draws_disjoint_train_and_held_out_questions_of_the_chosen_levels():
-    config = load_config(None, ["data.train_size=50", "data.eval_size=20", "data.levels=[2,5]"])
+    overrides = ["data.source=arithmetic", "data.train_size=50", "data.eval_size=20", "data.levels=[2,5]"]
+    config = load_config(None, overrides)
     train, held_out = problems_of(config.data)
     assert (len(train), len(held_out)) == (50, 20)
     assert {p.level for p in train + held_out} <= {2, 5}
     assert not {p.question for p in train} & {p.question for p in held_out}
+
+
+@pytest.mark.covers("data source", "columns")
+def test_columns_source_is_the_default_and_draws_two_operand_sums_of_the_chosen_widths():
+    config = load_config(None, ["data.train_size=40", "data.eval_size=10", "data.levels=[3,6]"])
+    assert config.data.source == "columns"
+    train, held_out = problems_of(config.data)
+    assert (len(train), len(held_out)) == (40, 10)
+    assert {p.level for p in train + held_out} == {3, 6}
+    a, b = train[0].question.removeprefix("What is ").removesuffix("?").split("+")
+    assert len(a) == len(b) == train[0].level and train[0].answer == str(int(a) + int(b))
+    assert not {p.question for p in train} & {p.question for p in held_out}
+    with pytest.raises(DataError, match=r"data.levels=\[9\]: column-addition levels are 1..8"):
+        problems_of(load_config(None, ["data.levels=[9]"]).data)
 
 
 @pytest.mark.covers("data source", "file")

@@ -77,7 +77,8 @@ def test_dynamic_sampling_trains_only_on_informative_groups_within_the_round_lim
     config = load_config(
         None,
         [
-            "model.path=testbed", "run.progress=false", f"run.dir={tmp_path / 'run'}", "data.train_size=300",
+            "model.path=testbed-arith", "data.source=arithmetic", "run.progress=false", f"run.dir={tmp_path / 'run'}",
+            "data.train_size=300",
             "data.eval_size=8", "trainer.prompts_per_step=6", "rollout.group_size=4", "trainer.max_steps=2",
             "eval.at_start=false", "eval.num_problems=8", "eval.k=2",
             "select.filters=[drop_zero_variance]", "select.dynamic_sampling=true", "select.max_rounds=3",
@@ -98,7 +99,8 @@ def test_filters_are_logged_through_a_whole_run(tmp_path):
     config = load_config(
         None,
         [
-            "model.path=testbed", "run.progress=false", f"run.dir={tmp_path / 'run'}", "data.train_size=100",
+            "model.path=testbed-arith", "data.source=arithmetic", "run.progress=false", f"run.dir={tmp_path / 'run'}",
+            "data.train_size=100",
             "data.eval_size=8", "trainer.prompts_per_step=4", "rollout.group_size=4", "trainer.max_steps=2",
             "eval.at_start=false", "eval.num_problems=8", "eval.k=2", "select.filters=[drop_all_wrong]",
         ],

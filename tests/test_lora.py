@@ -19,7 +19,8 @@ needs_peft = pytest.mark.skipif(not peft_available(), reason="peft is not instal
 
 LORA = {"r": 4, "alpha": 8.0, "dropout": 0.0, "target_modules": ["all-linear"]}
 TINY = [
-    "model.path=testbed",
+    "model.path=testbed-arith",  # the first testbed (arithmetic): short answers keep these runs fast
+    "data.source=arithmetic",
     "run.progress=false",
     "run.threads=1",
     "data.train_size=200",

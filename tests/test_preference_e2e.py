@@ -18,7 +18,8 @@ from frugalrl.training.preference import PreferenceTrainer
 from frugalrl.training.trainer import train
 
 TINY = [
-    "model.path=testbed",
+    "model.path=testbed-arith",  # the first testbed (arithmetic): short answers keep these runs fast
+    "data.source=arithmetic",
     "run.progress=false",
     "run.threads=1",  # one thread: on a busy machine two threads wait on each other
     "data.train_size=200",

@@ -40,12 +40,21 @@ def test_rollout_replay_fills_the_batch_from_its_buffer_and_marks_replayed_rows(
     assert kind.fresh_prompts(4) == 4  # empty buffer: everything fresh
     first = scored_batch([GroupSpec(p, (1.0, 0.0)) for p in "abcd"], tag=1)
     kind.assemble(1, first, _all(first), pad_id=0)  # stored: four groups with unequal rewards
-    assert kind.fresh_prompts(4) == 2  # σ = ½ of B = 4
-    fresh = scored_batch([GroupSpec("a", (0.0, 1.0)), GroupSpec("e", (1.0, 1.0))], tag=2)
+    assert kind.fresh_prompts(4) == 2  # σ = ½ of B = 4, drawn before the fresh prompts are chosen
+    reserved = kind.reserved_ids()
+    assert len(reserved) == 2 and reserved <= set("abcd")
+    other = sorted(set("abcd") - reserved)[0]  # the selector serves prompts other than the replayed ones
+    fresh = scored_batch([GroupSpec(other, (0.0, 1.0)), GroupSpec("e", (1.0, 1.0))], tag=2)
     batch, is_off = kind.assemble(2, fresh, _all(fresh), pad_id=0)
     replayed = {batch.problems[g].id for g in batch.group_index[is_off].tolist()}
-    assert len(replayed) == 2 and "a" not in replayed  # never a prompt that is fresh this step
+    assert replayed == reserved  # B = 4 groups: 2 fresh, 2 replayed
     assert int((~is_off).sum()) == 4 and int(is_off.sum()) == 4
+    # a selector that ignored reserved_ids: the replayed group of a prompt drawn fresh is left out
+    kind.fresh_prompts(4)
+    clash = sorted(kind.reserved_ids())[0]
+    fresh = scored_batch([GroupSpec(clash, (0.0, 1.0)), GroupSpec("f", (1.0, 0.0))], tag=3)
+    batch, is_off = kind.assemble(3, fresh, _all(fresh), pad_id=0)
+    assert [p.id for p in batch.problems].count(clash) == 1 and int(is_off.sum()) == 2
     # the update weighs replayed rows by π_old/μ in the loss and logs them apart
     assert kind.loss_inputs.by_origin
 

@@ -23,6 +23,8 @@ from frugalrl.testbed import (
     read_recipe_record,
 )
 from frugalrl.testbed import base as base_module
+from frugalrl.testbed.base import SHIPPED_BASES
+from frugalrl.testbed.base_spec import DEFAULT_BASE, NAMED_BASES, named_base
 from frugalrl.testbed.sft import lr_at, phase_batches, sft_batch
 from frugalrl.training.evaluation import evaluate_model
 
@@ -109,6 +111,24 @@ def test_corrupted_phase_moves_the_boxed_answer_but_keeps_the_steps(tokenizer):
         assert 1 <= abs(int(extract_boxed(text)) - true_answer) <= 2
 
 
+def test_columns_phase_trains_on_column_solutions_with_the_recipes_fact_noise(tokenizer):
+    from frugalrl.data.columns import FactNoise, column_solution
+
+    def targets(noise):
+        recipe = BaseSpec(task="columns", levels=(3,), preset="micro", batch_size=8, fact_noise=noise,
+                          phases=(SFTPhase(steps=1, lr=1e-3),))  # fmt: skip
+        batch = next(phase_batches(recipe, 0, tokenizer))
+        texts = [tokenizer.decode(ids, skip_special_tokens=True) for ids in batch["input_ids"]]
+        return [tuple(text.split("\n", 1)) for text in texts]  # (question, target)
+
+    for question, text in targets(FactNoise(share=0.0)):  # no noisy fact: every target is the clean solution
+        assert text == column_solution(question)
+    # Every fact noisy at rate 1: every column's sum is off by one, so no target boxes the true sum.
+    for question, text in targets(FactNoise(share=1.0, low=1.0, high=1.0)):
+        a, b = (int(t) for t in question.removeprefix("What is ").removesuffix("?").split("+"))
+        assert extract_boxed(text) != str(a + b)
+
+
 def test_learning_rate_warms_up_then_decays_to_the_floor():
     phase = SFTPhase(steps=100, lr=1e-3, warmup=10, min_lr_ratio=0.1)
     assert lr_at(0, phase) == pytest.approx(1e-4)
@@ -150,6 +170,20 @@ def test_build_is_reproducible(tmp_path, micro_cache):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
 
 
+def test_columns_task_recipe_is_hashed_and_round_trips_and_the_first_base_keeps_its_hash():
+    columns = NAMED_BASES["testbed-columns"]
+    assert columns.task == "columns"
+    assert BaseSpec.from_dict(json.loads(json.dumps(columns.to_dict()))) == columns
+    assert replace(columns, fact_noise=replace(columns.fact_noise, share=0.4)).hash() != columns.hash()
+    # The first testbed's recipe serialises without the task fields, so its recorded hash still matches.
+    assert "task" not in BaseSpec().to_dict()
+    assert read_recipe_record(SHIPPED_BASES["testbed-arith"])["hash"] == BaseSpec().hash()
+    with pytest.raises(ValueError, match="valid columns levels: 1..8"):
+        replace(columns, levels=(9,))
+    with pytest.raises(ValueError, match="fact_noise"):
+        replace(columns, phases=(SFTPhase(steps=1, lr=1e-3, corrupt_prob=0.5),))
+
+
 def test_recipe_hash_changes_with_any_hyperparameter():
     default = BaseSpec()
     assert BaseSpec().hash() == default.hash()
@@ -167,15 +201,39 @@ def test_recipe_hash_changes_with_any_hyperparameter():
         SFTPhase(steps=1, lr=1e-3, corrupt_prob=1.5)
 
 
-def test_shipped_base_matches_the_default_recipe_and_loads():
-    record = read_recipe_record(SHIPPED_BASE)
-    assert record is not None, f"no shipped base in {SHIPPED_BASE}; run frugalrl testbed build --shipped"
-    assert record["hash"] == BaseSpec().hash()
-    assert ensure_base() == SHIPPED_BASE
-    AutoTokenizer.from_pretrained(SHIPPED_BASE)
-    # easy held-out levels: a real warm start solves most of them greedily
-    config = load_config(
-        None, ["data.levels=[1,4]", "data.train_size=10", "data.eval_size=24", "eval.k=2", "eval.num_problems=24"]
-    )
-    metrics, _ = evaluate_model("testbed", config)
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        # Column addition: one- and two-digit sums carry at most two noisy facts; the base solves most greedily.
+        ("testbed-columns", ["data.source=columns", "data.levels=[1,2]"]),
+        # The first testbed: easy levels (one-digit operands, two of them; two-digit pairs) are mostly solved.
+        ("testbed-arith", ["data.source=arithmetic", "data.levels=[1,4]"]),
+    ],
+)
+def test_each_shipped_base_matches_its_recipe_and_loads(name, data):
+    shipped = SHIPPED_BASES[name]
+    record = read_recipe_record(shipped)
+    assert record is not None, f"no shipped base in {shipped}; run frugalrl testbed build --shipped --base {name}"
+    assert record["hash"] == NAMED_BASES[name].hash()
+    assert ensure_base(NAMED_BASES[name]) == shipped
+    AutoTokenizer.from_pretrained(shipped)
+    config = load_config(None, [*data, "data.train_size=10", "data.eval_size=24", "eval.k=2", "eval.num_problems=24"])
+    metrics, _ = evaluate_model(name, config)
     assert metrics["eval/greedy"] >= 0.5
+
+
+def test_testbed_names_the_default_base_and_a_saved_run_keeps_its_own():
+    assert ensure_base() == SHIPPED_BASES[DEFAULT_BASE] == SHIPPED_BASE
+    assert load_config(None, ["model.path=testbed"]).model.path == DEFAULT_BASE == "testbed-columns"
+    assert load_config(None, ["model.path=testbed-arith"]).model.path == "testbed-arith"
+    with pytest.raises(ValueError, match="unknown testbed base 'testbed-x'"):
+        named_base("testbed-x")
+
+
+def test_the_demo_runs_the_default_recipe_of_a_source_checkout():
+    from pathlib import Path
+
+    from frugalrl.cli import DEMO_RECIPE
+
+    assert DEMO_RECIPE == Path(__file__).resolve().parents[1] / "configs" / "grpo.yaml"
+    assert DEMO_RECIPE.is_file()

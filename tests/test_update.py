@@ -154,3 +154,57 @@ def test_replayed_rows_get_their_own_clip_fractions_and_staleness_weights(micro_
     # the same batch with nothing marked replayed is the plain update: no per-origin metrics at all
     plain = policy_update(model, sgd, stale, stale.rewards, settings, loss_inputs=RolloutReplay.loss_inputs)
     assert not {k for k in plain if "fresh" in k or k.startswith("replay/")}
+
+
+def _sgd_params_after(policy, batch, adv, settings):
+    """Parameters after one SGD step on `batch` (SGD: the parameter change is the gradient, undistorted)."""
+    model = build_model(policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    metrics = policy_update(model, optimizer, batch, adv, settings)
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), metrics
+
+
+@pytest.mark.parametrize("agg", ["token_mean", "seq_mean_token_mean"])
+def test_skipping_zero_advantage_rows_gives_the_same_update(micro_policy, micro_batch, agg):
+    # Groups of 3: rows 0–2 and 9–11 get advantage 0 (a zero-variance group), the others random.
+    adv = micro_batch.rewards.clone()
+    adv[0:3] = 0.0
+    adv[9:12] = 0.0
+    on = UpdateSettings(agg=agg, micro_batch_size=4, skip_zero_advantage=True)
+    off = UpdateSettings(agg=agg, micro_batch_size=4, skip_zero_advantage=False)
+    skipped, metrics = _sgd_params_after(micro_policy, micro_batch, adv, on)
+    full, _ = _sgd_params_after(micro_policy, micro_batch, adv, off)
+    initial, _ = _sgd_params_after(micro_policy, micro_batch, torch.zeros_like(adv), off)
+    assert not torch.allclose(full, initial)
+    torch.testing.assert_close(skipped, full, atol=1e-6, rtol=1e-5)
+    assert metrics["update/skipped_frac"].item() == pytest.approx(6 / 15)
+
+
+def test_a_step_whose_rows_are_all_skipped_still_steps_the_optimiser(micro_policy, micro_batch):
+    # A first step with signal, then one with none: AdamW's momentum still moves the parameters on the second
+    # step, exactly as it would had the zero-advantage rows been computed.
+    batch = micro_batch
+    adv = [batch.rewards, torch.zeros(batch.num_rows)]
+    results = []
+    for skip in (True, False):
+        model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, weight_decay=0.0)
+        for a in adv:
+            metrics = policy_update(model, optimizer, batch, a, UpdateSettings(skip_zero_advantage=skip))
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+        if skip:  # all but one row skipped: one is always computed, so every diagnostic is logged
+            assert metrics["update/skipped_frac"].item() == pytest.approx(1 - 1 / batch.num_rows)
+            assert metrics["loss/policy"].item() == 0.0 and "loss/clip_frac" in metrics
+    torch.testing.assert_close(results[0], results[1], atol=1e-6, rtol=1e-5)
+
+
+def test_zero_advantage_rows_are_computed_when_a_kl_or_entropy_term_reads_them(micro_policy, micro_batch):
+    adv = micro_batch.rewards.clone()
+    adv[0:3] = 0.0
+    _, with_entropy = _sgd_params_after(micro_policy, micro_batch, adv, UpdateSettings(entropy_coef=0.01))
+    assert with_entropy["update/skipped_frac"].item() == 0.0
+    ref = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    model = build_model(micro_policy.tokenizer, preset="micro", seed=0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05)
+    metrics = policy_update(model, optimizer, micro_batch, adv, UpdateSettings(kl_coef=0.1), ref_model=ref)
+    assert metrics["update/skipped_frac"].item() == 0.0

@@ -28,8 +28,8 @@ def test_trainer_set_up_leaves_the_shared_pool_running_and_ready(tmp_path):
     pool = default_pool()
     pool.close()  # as a fresh process finds it: no worker yet
     assert not pool.ready
-    overrides = ["model.path=testbed", "run.progress=false", "data.train_size=16", "data.eval_size=4",
-                 "algo.reward=correctness", f"run.dir={tmp_path / 'run'}"]  # fmt: skip
+    overrides = ["model.path=testbed-arith", "data.source=arithmetic", "run.progress=false", "data.train_size=16",
+                 "data.eval_size=4", "algo.reward=correctness", f"run.dir={tmp_path / 'run'}"]  # fmt: skip
     Trainer(load_config(None, overrides))
     # every worker imported math-verify before step 1 could start, so no step pays for a pool start
     assert pool.ready and len(pool.pids) == pool.size

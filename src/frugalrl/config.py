@@ -23,6 +23,7 @@ from frugalrl.config_parts import RENAMED, check_parts, migrate_saved, with_effe
 from frugalrl.data import DEFAULT_SYSTEM_PROMPT, data_sources
 from frugalrl.errors import ConfigError
 from frugalrl.registry import check_args
+from frugalrl.testbed.base_spec import DEFAULT_BASE, TESTBED
 
 
 def _f(
@@ -89,17 +90,23 @@ class LoraConfig:
 
 @dataclass
 class ModelConfig:
-    path: str = _f("testbed", "'testbed' for the built-in base model, else a local directory or Hub name")
+    path: str = _f(
+        TESTBED,
+        "'testbed' for the default built-in base (testbed-columns), 'testbed-arith' for the first one, "
+        "else a local directory or Hub name",
+    )
     dtype: str = _f("float32", "weights dtype: float32, bfloat16 or float16")
     lora: LoraConfig = field(default_factory=LoraConfig)
 
     def __post_init__(self) -> None:
         _check_choice("model.dtype", self.dtype, ["float32", "bfloat16", "float16"])
+        if self.path == TESTBED:  # the run's saved config names the base itself, so a later default can't change it
+            self.path = DEFAULT_BASE
 
 
 @dataclass
 class DataConfig:
-    source: str = _f("arithmetic", "data source (frugalrl.data.data_sources): arithmetic, file or reasoning_gym")
+    source: str = _f("columns", "data source (frugalrl.data.data_sources): columns, arithmetic, file or reasoning_gym")
     path: str | None = _f(None, "data file or Hub dataset name (source=file); task name (source=reasoning_gym)")
     subset: str | None = _f(None, "Hub dataset configuration, e.g. 'main' for GSM8K")
     split: str = _f("train", "split of `path` to train on (Hub datasets; a file is one split)")
@@ -113,7 +120,7 @@ class DataConfig:
     train_size: int = _f(20000, "number of training problems (arithmetic) or a cap on rows used (file; 0: all)", ge=0)
     eval_size: int = _f(1000, "number of held-out problems", ge=1)
     levels: list[int] | None = _f(
-        None, "difficulty levels to use: arithmetic levels, or values of a file's level column (default: all)", ge=0
+        None, "difficulty levels: columns/arithmetic levels, or values of a file's level column (default: all)", ge=0
     )
     template: str = _f("plain", "prompt template: plain (question + newline) or chat (the tokenizer's chat template)")
     system_prompt: str = _f(
@@ -238,6 +245,7 @@ class SelectConfig:
     selector_args: dict[str, Any] = _f({}, "keyword arguments of the selector, e.g. DOTS's mu, reference_size")
     filters: list[str] = _f([], "group filters applied before the update: drop_all_correct, drop_all_wrong, ...")
     filter_tol: float = _f(1e-6, "tolerance on the share of correct responses when filtering", ge=0, lt=0.5)
+    filter_args: dict[str, Any] = _f({}, "keyword arguments of the filters by name, e.g. {max_variance: {keep: 4}}")
     dynamic_sampling: bool = _f(False, "keep sampling prompts until B groups pass the filters (DAPO)")
     max_rounds: int = _f(4, "maximum generation rounds per step with dynamic sampling", ge=1)
 
@@ -270,6 +278,9 @@ class TrainerConfig:
     grad_clip: float = _f(1.0, "max global gradient norm (0: no clipping)", ge=0)
     checkpoint_every: int = _f(50, "save a checkpoint every this many steps (0: only at the end)", ge=0)
     packing: bool = _f(False, "the update's forwards pack sequences without padding (padded if the model can't)")
+    skip_zero_advantage: bool = _f(
+        True, "skip the forward/backward of responses whose advantage is 0 and whose loss is then 0 (same gradient)"
+    )
 
     def __post_init__(self) -> None:
         for name in ("max_steps", "prompts_per_step", "epochs", "mini_batches"):

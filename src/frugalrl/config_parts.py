@@ -25,11 +25,15 @@ from frugalrl.selection import group_filters, selectors
 
 
 def migrate_saved(layer: Any, *, default_advantage: str) -> Any:
-    """A saved config with today's keys: trainer.ppo_epochs → trainer.epochs; the flat replay keys → replay.args,
+    """A saved config with today's keys: model.path=testbed → testbed-arith (the only base then);
+    trainer.ppo_epochs → trainer.epochs; the flat replay keys → replay.args,
     keeping those its replay kind accepts (a saved config held every kind's); critic.kind set when the saved
     estimator needs a critic (before critic.kind existed, the estimator implied it)."""
     tree = OmegaConf.to_container(layer)
     trainer, replay, algo = (tree.get(name) or {} for name in ("trainer", "replay", "algo"))
+    model = tree.get("model") or {}
+    if model.get("path") == "testbed":  # saved before the bases had names: the first testbed was the only one
+        model["path"] = "testbed-arith"
     if "ppo_epochs" in trainer:
         trainer["epochs"] = trainer.pop("ppo_epochs")
     flat = {key: replay.pop(key) for key in list(replay) if f"replay.{key}" in RENAMED}
@@ -90,6 +94,7 @@ def check_parts(cfg: Any) -> None:
         if args is not None:
             check_args(args[0], entry, dict(args[1]), inputs=args[2])
         provided |= {cap: f"{key}={name}" for cap in registry.provides(name)}
+    _check_filter_args(cfg.select)
     make_reward_function(cfg.algo.reward, extraction=cfg.algo.answer_extraction)  # the reward reads that extraction
     for key, registry, name, _ in parts:
         needs = registry.needs(name)
@@ -109,6 +114,14 @@ def check_parts(cfg: Any) -> None:
             "algo.kl_mode=reward puts the KL into token rewards, which this estimator does not read: "
             f"{_providers_hint(parts, 'token_rewards')}, or use algo.kl_mode=loss"
         )
+
+
+def _check_filter_args(select: Any) -> None:
+    """`select.filter_args` names only chosen filters, each with arguments it accepts."""
+    for name, args in dict(select.filter_args).items():
+        if name not in select.filters:
+            raise ValueError(f"select.filter_args.{name}: {name} is not in select.filters {list(select.filters)}")
+        check_args(f"select.filter_args.{name}", group_filters.get(name), dict(args), inputs=("tol",))
 
 
 def describe_parts() -> list[tuple[str, str, str]]:

@@ -134,6 +134,10 @@ class PolicyLoss(Protocol):
 
 
 policy_losses: Registry[PolicyLoss] = Registry("policy loss")
+# A loss that provides this is exactly 0, with a zero gradient, on a response whose advantage is 0 at every
+# token: the update then skips such rows' forward and backward (their tokens still count in the aggregation
+# weights, so the gradient is unchanged).
+ZERO_AT_ZERO_ADVANTAGE = "zero_at_zero_advantage"
 
 # What the update passes every policy loss itself; a recipe's `algo.loss_args` cannot set them.
 LOSS_INPUTS = ("behaviour_logp", "agg", "agg_weights")
@@ -180,7 +184,7 @@ def _weights(mask: Tensor, agg: str, agg_weights: Tensor | None) -> Tensor:
     return aggregation_weights(mask, agg=agg) if agg_weights is None else agg_weights
 
 
-@policy_losses.register("clipped")
+@policy_losses.register("clipped", provides=(ZERO_AT_ZERO_ADVANTAGE,))
 def clipped_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -207,7 +211,11 @@ def clipped_policy_loss(
     return loss, _ppo_metrics(logp, old_logp, ratio, is_clipped, mask)
 
 
-@policy_losses.register("nll", needs=Needs(("response_rejection",), why="RAFT's NLL trains on accepted responses only"))
+@policy_losses.register(
+    "nll",
+    needs=Needs(("response_rejection",), why="RAFT's NLL trains on accepted responses only"),
+    provides=(ZERO_AT_ZERO_ADVANTAGE,),
+)
 def nll_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -236,7 +244,7 @@ def nll_policy_loss(
     return loss, metrics
 
 
-@policy_losses.register("rr_offpolicy", provides=("staleness_weight",))
+@policy_losses.register("rr_offpolicy", provides=("staleness_weight", ZERO_AT_ZERO_ADVANTAGE))
 def rr_offpolicy_policy_loss(
     logp: Tensor,
     old_logp: Tensor,

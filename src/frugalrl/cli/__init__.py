@@ -2,7 +2,7 @@
 
 frugalrl train CONFIG [section.key=value ...] [--resume]
 frugalrl eval --model PATH|RUN_DIR [CONFIG] [section.key=value ...]
-frugalrl testbed build [--out DIR]
+frugalrl testbed build [--base NAME] [--out DIR | --shipped]
 frugalrl selection train-predictor RUN_DIR [RUN_DIR ...] --embedder NAME --out FILE
 frugalrl selection limr RUN_DIR [RUN_DIR ...] --out DIR [--method limr|linear|rand|full]
 frugalrl export RUN --merged OUT [--step N]
@@ -21,9 +21,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from frugalrl.errors import UserError
+
 console = Console(stderr=True)
 
-DEMO_RECIPE = Path(__file__).resolve().parents[2] / "configs" / "grpo.yaml"  # present in a source checkout
+DEMO_RECIPE = Path(__file__).resolve().parents[3] / "configs" / "grpo.yaml"  # present in a source checkout
 DEMO_OVERRIDES = ["trainer.time_limit=240", "trainer.max_steps=100000", "eval.every=0"]
 
 
@@ -115,15 +117,18 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_testbed_build(args: argparse.Namespace) -> None:
     from frugalrl.testbed import build_base
-    from frugalrl.testbed.base import SHIPPED_BASE
-    from frugalrl.testbed.base_spec import BaseSpec
+    from frugalrl.testbed.base import SHIPPED_BASES
+    from frugalrl.testbed.base_spec import DEFAULT_BASE, named_base
 
-    recipe = BaseSpec()
+    try:
+        recipe = named_base(args.base)
+    except ValueError as err:
+        raise UserError(f"--base: {err}") from None
     out = Path(args.out) if args.out else None
     if args.shipped:
-        out = SHIPPED_BASE
+        out = SHIPPED_BASES[DEFAULT_BASE if args.base == "testbed" else args.base]
     path = build_base(recipe, out, threads=args.threads)
-    console.print(f"built testbed base {recipe.hash()} in [bold]{path}[/]")
+    console.print(f"built testbed base {args.base} ({recipe.hash()}) in [bold]{path}[/]")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -132,7 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from frugalrl.testbed import ensure_base
     from frugalrl.training.trainer import train
 
-    console.print("[bold]frugalrl demo[/]: GRPO on the built-in arithmetic testbed (CPU, about six minutes)")
+    console.print("[bold]frugalrl demo[/]: GRPO on the built-in column-addition testbed (CPU, about five minutes)")
     ensure_base()
     recipe = args.recipe or (str(DEMO_RECIPE) if DEMO_RECIPE.is_file() else None)
     if recipe is None:
@@ -188,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     testbed_sub = testbed_p.add_subparsers(dest="testbed_command", required=True)
     build_p = testbed_sub.add_parser("build", help="build (or rebuild) the testbed base model")
     build_p.add_argument("--out", help="output directory (default: the cache directory of the recipe)")
+    build_p.add_argument("--base", default="testbed", help="testbed (the default), testbed-columns or testbed-arith")
     build_p.add_argument("--shipped", action="store_true", help="write the base shipped inside the package")
     build_p.add_argument("--threads", type=int, default=2, help="torch CPU threads for the build")
     build_p.set_defaults(func=cmd_testbed_build)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from frugalrl.data.arithmetic import LEVELS, make_problems
+from frugalrl.data.columns import COLUMN_LEVELS, make_column_problems
 from frugalrl.data.files import filter_levels, load_problems
 from frugalrl.errors import DataError
 from frugalrl.registry import Registry
@@ -44,6 +45,18 @@ def arithmetic_source(data: Any) -> tuple[list[Problem], list[Problem]]:
         raise DataError(f"data.levels={levels}: arithmetic levels are 1..{len(LEVELS)}")
     train = make_problems(data.train_size, seed=data.seed, levels=levels, split="train")
     held_out = make_problems(data.eval_size, seed=data.seed, levels=levels, split="test")
+    return train, held_out
+
+
+@data_sources.register("columns")
+def columns_source(data: Any) -> tuple[list[Problem], list[Problem]]:
+    """Column addition (`frugalrl.data.columns`): level d adds two d-digit numbers; `data.levels` default 1..8."""
+    levels = list(data.levels) if data.levels is not None else list(COLUMN_LEVELS)
+    unknown = [level for level in levels if level not in COLUMN_LEVELS]
+    if unknown or not levels:
+        raise DataError(f"data.levels={levels}: column-addition levels are 1..{len(COLUMN_LEVELS)}")
+    train = make_column_problems(data.train_size, seed=data.seed, levels=levels, split="train")
+    held_out = make_column_problems(data.eval_size, seed=data.seed, levels=levels, split="test")
     return train, held_out
 
 

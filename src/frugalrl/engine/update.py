@@ -21,6 +21,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from frugalrl.algos import kl_estimators, policy_losses
+from frugalrl.algos.losses import ZERO_AT_ZERO_ADVANTAGE
 from frugalrl.engine.distributed import (
     backward_scale,
     computed_by_share,
@@ -51,6 +52,7 @@ class UpdateSettings:
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
     packing: bool = False  # the update's forwards pack sequences without padding (engine.policy.packed_logprobs)
+    skip_zero_advantage: bool = True  # skip rows whose loss is identically 0 (see `_rows_to_train`)
 
 
 @torch.no_grad()
@@ -129,7 +131,8 @@ def _optimiser_step(
     sums: dict[str, Tensor] = defaultdict(lambda: torch.zeros((), device=device))
     logs: dict[str, list[Tensor]] = defaultdict(list)
     optimizer.zero_grad(set_to_none=True)
-    mine = my_share(_by_length(data.rows, rows))  # several processes: this rank's rows; the weights are global
+    order, skipped = _rows_to_train(data, rows, s)
+    mine = my_share(order)  # several processes: this rank's rows; the weights are global
     chunks = micro_chunks(mine, s.micro_batch_size) if len(mine) else []
     scale, unlogged = backward_scale(model), (defaultdict(lambda: torch.zeros((), device=device)), defaultdict(list))
     for local, filler in lockstep_chunks(model, chunks, torch.zeros(1, dtype=torch.long)):  # fsdp: + zero-weight ones
@@ -138,6 +141,7 @@ def _optimiser_step(
         (loss * scale).backward()
     sum_gradients(model.parameters())  # several processes: the sum is the whole mini-batch's gradient
     sums, logs = merge_step_metrics(sums, logs)
+    sums["update/skipped_frac"] = sums.get("update/skipped_frac", torch.zeros((), device=device)) + skipped / len(rows)
     max_norm = s.grad_clip if s.grad_clip > 0 else float("inf")
     grad_norm = local_value(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
     optimizer.step()
@@ -186,6 +190,28 @@ def _micro_batch_loss(
     for key, value in {**metrics, **by_origin}.items():
         logs[f"loss/{key}"].append(value)
     return loss
+
+
+def _rows_to_train(data: _Batch, rows: Tensor, s: UpdateSettings) -> tuple[Tensor, int]:
+    """Positions in the mini-batch `rows` whose forward and backward the step needs, shortest first, and
+    how many were skipped.
+
+    A row whose advantage is 0 at every token adds exactly 0 to the loss and its gradient when the loss
+    says so (it provides `zero_at_zero_advantage`) and no KL or entropy term reads its log-probs: such rows
+    are skipped. Their tokens stay in the aggregation weights, computed over the whole mini-batch, so the
+    gradient is the same as if they had been computed (up to float summation order); only the per-token
+    diagnostics (`loss/entropy`, clip fractions, ...) then describe the rows trained on. One row is always
+    computed, so a step without signal still logs every diagnostic and steps the optimiser on a zero gradient.
+    """
+    order = _by_length(data.rows, rows)
+    free = ZERO_AT_ZERO_ADVANTAGE in policy_losses.provides(s.loss) and data.ref_logp is None and not s.entropy_coef
+    if not (s.skip_zero_advantage and free):
+        return order, 0
+    adv = data.advantages[rows]  # [m] or [m, T]
+    zero = adv == 0 if adv.dim() == 1 else (adv == 0).all(-1)  # [m]
+    kept = order[~zero[order]]
+    kept = kept if len(kept) else order[:1]
+    return kept, len(order) - len(kept)
 
 
 def _by_length(batch: RolloutBatch, rows: Tensor) -> Tensor:

@@ -151,10 +151,14 @@ class GroupReplayBuffer:
         responses right-padded with `pad_id`, masked) and `generated_at` [N] set to each row's generation
         step. The groups stay in the buffer.
         """
+        return as_batch(self.draw(num_groups, exclude=exclude), pad_id=pad_id)
+
+    def draw(self, num_groups: int, *, exclude: Collection[str] = ()) -> list[ReplayGroup]:
+        """The groups `sample` would return, as stored (unpadded); they stay in the buffer."""
         excluded = set(exclude)
         groups = [g for g in self._groups.values() if g.prompt_id not in excluded]
         picked = torch.randperm(len(groups), generator=self._generator)[: max(num_groups, 0)]
-        return _as_batch([groups[int(i)] for i in picked], pad_id=pad_id)
+        return [groups[int(i)] for i in picked]
 
     def state_dict(self) -> dict[str, Any]:
         """Everything to resume: the groups (oldest first) and the generator; save with torch.save."""
@@ -168,7 +172,7 @@ class GroupReplayBuffer:
             self._groups.popitem(last=False)
 
 
-def _as_batch(groups: list[ReplayGroup], *, pad_id: int) -> RolloutBatch:
+def as_batch(groups: list[ReplayGroup], *, pad_id: int) -> RolloutBatch:
     """The groups' rows, group by group, re-padded into one batch (group k of the list is problem k)."""
     sizes = torch.tensor([g.size for g in groups], dtype=torch.long)  # [K]
     rows = PackedRows(

@@ -1,7 +1,8 @@
 """Replay kinds (`replay.kind`): how many prompts to generate, which past rows join the fresh ones, how the
 advantages see them and how the update treats them. The trainer calls the same methods whatever the kind:
 
-    n = kind.fresh_prompts(B)                           → generate and score n prompts (the fresh batch)
+    n = kind.fresh_prompts(B)                           → generate and score n prompts (the fresh batch),
+                                                          none of kind.reserved_ids() (rr: those it replays)
     batch, is_off = kind.assemble(step, fresh, passed)  → fresh rows that passed the filters + replayed rows
     adv = kind.advantages(inputs, is_off, estimate)     → the recipe's estimator, applied as the kind needs
     policy_update(..., is_off=is_off, loss_inputs=kind.loss_inputs)
@@ -22,7 +23,7 @@ from torch import Tensor
 
 from frugalrl.algos import AdvantageInputs, Advantages
 from frugalrl.registry import Needs, Registry
-from frugalrl.replay.groups import GroupReplayBuffer
+from frugalrl.replay.groups import GroupReplayBuffer, ReplayGroup, as_batch
 from frugalrl.replay.loss_inputs import ON_POLICY, BehaviourRatioInputs, LossInputs, OnPolicyInputs
 from frugalrl.replay.metrics import replay_metrics
 from frugalrl.replay.prompts import PromptReplayBuffer, with_replayed
@@ -35,6 +36,10 @@ class ReplayKind(Protocol):
     loss_inputs: LossInputs  # how the update treats replayed rows (ratio, aggregation, KL)
 
     def fresh_prompts(self, num_prompts: int) -> int: ...
+
+    def reserved_ids(self) -> frozenset[str]:
+        """Prompt ids the selector must not serve fresh this step (those replayed), after `fresh_prompts`."""
+        ...
 
     def assemble(
         self, step: int, fresh: RolloutBatch, passed: Tensor, *, pad_id: int
@@ -90,6 +95,9 @@ class NoReplay:
     def fresh_prompts(self, num_prompts: int) -> int:
         return num_prompts
 
+    def reserved_ids(self) -> frozenset[str]:
+        return frozenset()
+
     def assemble(self, step: int, fresh: RolloutBatch, passed: Tensor, *, pad_id: int) -> tuple[RolloutBatch, Tensor]:
         kept = fresh.select(passed)
         return kept, torch.zeros(kept.num_rows, dtype=torch.bool)
@@ -122,9 +130,9 @@ class RolloutReplay(_Buffered):
     advantages are recomputed by the recipe's estimator, which for GRPO gives the values they had.
 
     While the buffer holds fewer groups than the replay share, the rest of the batch is generated fresh (the
-    paper's first steps replay nothing either). The share is fixed before the fresh prompts are chosen, so a
-    stored group whose prompt is also drawn fresh this step is not replayed and not made up for: such a step
-    trains on fewer than B groups (as does one whose fresh groups the filters drop); `replay/off_rows` shows it.
+    paper's first steps replay nothing either). The replayed groups are drawn first (`fresh_prompts`), and the
+    selector is asked for fresh prompts other than theirs (`reserved_ids`), so every step trains on B groups
+    (fewer only when the filters drop fresh groups); `replay/off_rows` shows the replayed rows.
     """
 
     loss_inputs: LossInputs = OnPolicyInputs(by_origin=True)
@@ -144,23 +152,26 @@ class RolloutReplay(_Buffered):
         self.args = self.Args(**args)
         self.buffer = GroupReplayBuffer(self.args.capacity, seed=seed)
         self.fresh_fraction = self.args.fresh_fraction
-        self._to_replay = 0
+        self._drawn: list[ReplayGroup] = []
 
     def fresh_prompts(self, num_prompts: int) -> int:
+        # Drawn before this step's groups are added (a fresh group is never replayed in its own step) and
+        # before the fresh prompts are chosen, which then avoid these prompts (`reserved_ids`).
         share = num_prompts - math.ceil(self.fresh_fraction * num_prompts)
-        self._to_replay = min(share, len(self.buffer))
-        return num_prompts - self._to_replay
+        self._drawn = self.buffer.draw(share)
+        return num_prompts - len(self._drawn)
+
+    def reserved_ids(self) -> frozenset[str]:
+        return frozenset(g.prompt_id for g in self._drawn)
 
     def assemble(self, step: int, fresh: RolloutBatch, passed: Tensor, *, pad_id: int) -> tuple[RolloutBatch, Tensor]:
-        # Sample before adding this step's groups (a fresh group is never replayed in its own step), and
-        # never a prompt that is in the fresh batch already.
-        fresh_ids = {p.id for p in fresh.problems}
-        replayed = self.buffer.sample(self._to_replay, pad_id=pad_id, exclude=fresh_ids)
+        fresh_ids = {p.id for p in fresh.problems}  # a selector that ignored reserved_ids: no prompt twice
+        drawn, self._drawn = [g for g in self._drawn if g.prompt_id not in fresh_ids], []
         self.buffer.add(fresh, step)  # every fresh group, before filters: an all-equal one retires its prompt
         kept = fresh.select(passed)
-        if replayed.num_rows == 0:
+        if not drawn:
             return kept, torch.zeros(kept.num_rows, dtype=torch.bool)
-        batch = concat_batches([kept, replayed], pad_id=pad_id, step=step)
+        batch = concat_batches([kept, as_batch(drawn, pad_id=pad_id)], pad_id=pad_id, step=step)
         return batch, batch.generation_steps(step) < step
 
     def advantages(self, inputs: AdvantageInputs, is_off: Tensor, estimate: Estimate) -> Advantages:
@@ -210,6 +221,9 @@ class PromptReplay(_Buffered):
 
     def fresh_prompts(self, num_prompts: int) -> int:
         return num_prompts
+
+    def reserved_ids(self) -> frozenset[str]:
+        return frozenset()
 
     def assemble(self, step: int, fresh: RolloutBatch, passed: Tensor, *, pad_id: int) -> tuple[RolloutBatch, Tensor]:
         kept = fresh.select(passed)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,13 +193,14 @@ class DotsSelector:
         self._window = _Window()
 
     # -- serving ----------------------------------------------------------------------------------------
-    def select(self, step: int, num_prompts: int) -> list[Problem]:
+    def select(self, step: int, num_prompts: int, exclude: Collection[str] = ()) -> list[Problem]:
         if step != self._last_step:
             if self._last_step is None or self._steps_in_round >= self.args.mu:
                 self._new_round(step)
             self._steps_in_round += 1
             self._last_step = step
-        picked = self._take(num_prompts)
+        excluded = {self._index[i] for i in exclude if i in self._index}
+        picked = self._take_excluding(num_prompts, excluded) if excluded else self._take(num_prompts)
         preds = self._pred[picked]
         self._served.update(zip(picked.tolist(), preds.tolist(), strict=True))
         self._window.served_pred.append(preds)
@@ -214,6 +216,25 @@ class DotsSelector:
             parts.append(part)
             need -= len(part)
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long)
+
+    def _take_excluding(self, count: int, excluded: set[int]) -> Tensor:
+        """The next `count` prompts of the ranking that are not `excluded`; excluded ones keep their place at
+        the front of the rest of the ranking (served by a later call). Gives up excluding after 2n prompts."""
+        picked: list[int] = []
+        deferred: list[int] = []
+        while len(picked) < count:
+            if self._position == len(self._ranking):  # ran out: a fresh draw from the same predictions
+                self._ranking, self._position, deferred = self._rank(), 0, []
+            c = int(self._ranking[self._position])
+            self._position += 1
+            if c in excluded and len(deferred) < 2 * len(self.problems):
+                deferred.append(c)
+            else:
+                picked.append(c)
+        if deferred:  # put them back just ahead of the position
+            rest = self._ranking[self._position :]
+            self._ranking = torch.cat([self._ranking[: self._position], torch.tensor(deferred), rest])
+        return torch.tensor(picked, dtype=torch.long)
 
     def _rank(self) -> Tensor:
         logits = selection_logits(self._pred, alpha=self.args.alpha, tau_sel=self.args.tau_sel)  # [n]

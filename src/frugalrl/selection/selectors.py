@@ -8,7 +8,7 @@ rates), and saves its state in checkpoints so a resumed run draws exactly the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from frugalrl.registry import Registry
+from frugalrl.selection.history import EpochStream
 from frugalrl.types import Problem, RolloutBatch
 
 
@@ -39,8 +40,9 @@ class SelectorContext:
 
 
 class PromptSelector(Protocol):
-    def select(self, step: int, num_prompts: int) -> list[Problem]:
-        """The next `num_prompts` problems for `step`; called again within a step for more (dynamic sampling)."""
+    def select(self, step: int, num_prompts: int, exclude: Collection[str] = ()) -> list[Problem]:
+        """The next `num_prompts` problems for `step`, none whose id is in `exclude` (the prompts replayed this
+        step); called again within a step for more (dynamic sampling)."""
         ...
 
     def observe(self, step: int, batch: RolloutBatch) -> None:
@@ -66,7 +68,8 @@ selectors: Registry[type[PromptSelector]] = Registry("prompt selector")
 
 @selectors.register("uniform")
 class UniformSelector:
-    """Epochs over the training set in a fresh random order each epoch (sampling without replacement)."""
+    """Epochs over the training set in a fresh random order each epoch (sampling without replacement).
+    An excluded prompt is kept for the next call (`history.EpochStream`)."""
 
     @dataclass(frozen=True)
     class Args:
@@ -80,21 +83,17 @@ class UniformSelector:
         if not problems:
             raise ValueError("the training set is empty")
         self.problems = problems
+        self._ids = {p.id: i for i, p in enumerate(problems)}
         self._rng = np.random.default_rng(seed)
-        self._order = self._rng.permutation(len(problems))
-        self._position = 0
-        self.epoch = 0
+        self._stream = EpochStream(len(problems), self._rng)
 
-    def select(self, step: int, num_prompts: int) -> list[Problem]:
-        picked = []
-        while len(picked) < num_prompts:
-            if self._position == len(self._order):
-                self._order = self._rng.permutation(len(self.problems))
-                self._position = 0
-                self.epoch += 1
-            take = min(num_prompts - len(picked), len(self._order) - self._position)
-            picked += self._order[self._position : self._position + take].tolist()
-            self._position += take
+    @property
+    def epoch(self) -> int:
+        return self._stream.epoch
+
+    def select(self, step: int, num_prompts: int, exclude: Collection[str] = ()) -> list[Problem]:
+        excluded = {self._ids[i] for i in exclude if i in self._ids}
+        picked, _ = self._stream.take(num_prompts, excluded)
         return [self.problems[i] for i in picked]
 
     def observe(self, step: int, batch: RolloutBatch) -> None:
@@ -107,15 +106,8 @@ class UniformSelector:
         return None
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "rng": self._rng.bit_generator.state,
-            "order": self._order.tolist(),
-            "position": self._position,
-            "epoch": self.epoch,
-        }
+        return {"rng": self._rng.bit_generator.state, **self._stream.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._rng.bit_generator.state = state["rng"]
-        self._order = np.asarray(state["order"], dtype=np.int64)
-        self._position = state["position"]
-        self.epoch = state["epoch"]
+        self._stream.load_state_dict(state)

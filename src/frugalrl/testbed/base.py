@@ -1,9 +1,10 @@
 """The testbed base model: built by supervised warm start, cached by recipe hash, shipped with the package.
 
-``ensure_base()`` is the entry point: it returns the base shipped in ``testbed/assets/base`` when that was
-built from the default recipe, else a cached build under ``$FRUGALRL_CACHE/testbed/<hash>`` (default
-``~/.cache/frugalrl``), building it on first use. The shipped base is regenerated with
-``frugalrl testbed build --shipped``.
+``ensure_base()`` is the entry point: it returns a base shipped in ``testbed/assets/`` when one was built
+from the recipe asked for, else a cached build under ``$FRUGALRL_CACHE/testbed/<hash>`` (default
+``~/.cache/frugalrl``), building it on first use. Two bases ship (`SHIPPED_BASES`): ``testbed-columns``,
+the default, and ``testbed-arith``, the first testbed; ``frugalrl testbed build --shipped --base NAME``
+regenerates one.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import transformers
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from frugalrl.paths import cache_root
-from frugalrl.testbed.base_spec import BUILD_VERSION, BaseSpec
+from frugalrl.testbed.base_spec import BUILD_VERSION, DEFAULT_BASE, BaseSpec, named_base
 from frugalrl.testbed.model import build_model, n_params
 from frugalrl.testbed.sft import train_phase
 from frugalrl.testbed.tokenizer import build_tokenizer
 
-SHIPPED_BASE = Path(__file__).parent / "assets" / "base"
+ASSETS = Path(__file__).parent / "assets"
+SHIPPED_BASES = {"testbed-columns": ASSETS / "columns", "testbed-arith": ASSETS / "base"}
+SHIPPED_BASE = SHIPPED_BASES[DEFAULT_BASE]
 RECIPE_FILE = "recipe.json"  # written last: a directory without it is an unfinished build
 
 
@@ -42,14 +45,14 @@ def build_base(
     progress: bool = True,
     threads: int | None = None,
 ) -> Path:
-    """Trains the base of `recipe` (default `BaseSpec()`) and saves it, HF format, to `out_dir`.
+    """Trains the base of `recipe` (default: the default base's) and saves it, HF format, to `out_dir`.
 
     `out_dir` defaults to the cache directory of the recipe's hash. The build writes into a temporary
     sibling and renames it into place, so an interrupted build never leaves a directory that looks
     finished. `threads`, if given, sets torch's CPU threads for the build (restored afterwards; the shipped
     base used 2). Results are bit-reproducible for a given recipe, thread count and machine.
     """
-    recipe = recipe or BaseSpec()
+    recipe = recipe or named_base(DEFAULT_BASE)
     out = Path(out_dir) if out_dir is not None else cache_root() / "testbed" / recipe.hash()
     out.parent.mkdir(parents=True, exist_ok=True)
     old_threads = torch.get_num_threads()
@@ -119,16 +122,17 @@ def ensure_base(
     progress: bool = True,
     threads: int | None = None,
 ) -> Path:
-    """Directory of the base for `recipe` (default recipe if None), building and caching it if needed.
+    """Directory of the base for `recipe` (default base if None), building and caching it if needed.
 
-    Prefers the shipped base when its recorded hash is the recipe's; then ``<cache_dir>/testbed/<hash>``
-    (`cache_dir` defaults to `cache_root()`); else builds there (about 10 minutes on 2 CPU threads).
+    Prefers a shipped base whose recorded hash is the recipe's; then ``<cache_dir>/testbed/<hash>``
+    (`cache_dir` defaults to `cache_root()`); else builds there (10–20 minutes on 2 CPU threads).
     """
-    recipe = recipe or BaseSpec()
+    recipe = recipe or named_base(DEFAULT_BASE)
     digest = recipe.hash()
-    shipped = read_recipe_record(SHIPPED_BASE)
-    if shipped is not None and shipped["hash"] == digest:
-        return SHIPPED_BASE
+    for shipped_dir in SHIPPED_BASES.values():
+        shipped = read_recipe_record(shipped_dir)
+        if shipped is not None and shipped["hash"] == digest:
+            return shipped_dir
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     cached = root / "testbed" / digest
     record = read_recipe_record(cached)

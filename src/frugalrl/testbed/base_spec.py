@@ -12,8 +12,10 @@ import json
 from dataclasses import asdict, dataclass, field
 
 from frugalrl.data.arithmetic import LEVELS
+from frugalrl.data.columns import COLUMN_LEVELS, FactNoise
 
 BUILD_VERSION = 1
+TASK_LEVELS = {"arithmetic": tuple(LEVELS), "columns": COLUMN_LEVELS}
 
 
 @dataclass(frozen=True)
@@ -59,17 +61,27 @@ class BaseSpec:
     betas: tuple[float, float] = (0.9, 0.99)  # AdamW betas
     grad_clip: float = 1.0  # global gradient-norm clip
     phases: tuple[SFTPhase, ...] = field(default_factory=_default_phases)
+    task: str = "arithmetic"  # "arithmetic" (frugalrl.data.arithmetic) or "columns" (frugalrl.data.columns)
+    fact_noise: FactNoise = FactNoise()  # columns only: how often each column fact is written wrong
 
     def __post_init__(self) -> None:
-        unknown = [lv for phase in self.phases for lv in (phase.levels or ()) if lv not in LEVELS]
-        unknown += [lv for lv in self.levels if lv not in LEVELS]
+        if self.task not in TASK_LEVELS:
+            raise ValueError(f"unknown task {self.task!r}; valid tasks: {', '.join(TASK_LEVELS)}")
+        valid = TASK_LEVELS[self.task]
+        unknown = [lv for phase in self.phases for lv in (phase.levels or ()) if lv not in valid]
+        unknown += [lv for lv in self.levels if lv not in valid]
         if unknown:
-            raise ValueError(f"unknown levels {unknown}; valid levels: 1..{len(LEVELS)}")
+            raise ValueError(f"unknown levels {unknown}; valid {self.task} levels: 1..{len(valid)}")
         if not self.phases:
             raise ValueError("a recipe needs at least one SFT phase")
+        if self.task == "columns" and any(phase.corrupt_prob for phase in self.phases):
+            raise ValueError("corrupt_prob applies to the arithmetic task; columns noise is set by fact_noise")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if self.task == "arithmetic":  # recipes from before the columns task keep their hash
+            del d["task"], d["fact_noise"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> BaseSpec:
@@ -77,9 +89,37 @@ class BaseSpec:
         phases = tuple(
             SFTPhase(**{**p, "levels": tuple(p["levels"]) if p.get("levels") else None}) for p in d.pop("phases")
         )
+        if "fact_noise" in d:
+            d["fact_noise"] = FactNoise(**d["fact_noise"])
         return cls(**{**d, "levels": tuple(d["levels"]), "betas": tuple(d["betas"]), "phases": phases})
 
     def hash(self) -> str:
         """12 hex digits of SHA-256 over the canonical JSON of the recipe and `BUILD_VERSION`."""
         payload = json.dumps({"build_version": BUILD_VERSION, "recipe": self.to_dict()}, sort_keys=True)
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:12]
+
+
+def columns_spec() -> BaseSpec:
+    """The default testbed base: column addition, levels 1–6, about a third of the 200 column facts noisy."""
+    return BaseSpec(
+        task="columns",
+        levels=(1, 2, 3, 4, 5, 6),
+        fact_noise=FactNoise(share=0.3, low=0.2, high=0.9),
+        phases=(SFTPhase(steps=2000, lr=2e-3),),
+    )
+
+
+TESTBED = "testbed"  # model.path alias of the default base; a run's saved config names the base itself
+DEFAULT_BASE = "testbed-columns"
+NAMED_BASES: dict[str, BaseSpec] = {
+    "testbed-columns": columns_spec(),  # column addition with per-fact noise (frugalrl.data.columns)
+    "testbed-arith": BaseSpec(),  # chained +/- arithmetic with noisy final answers (the first testbed)
+}
+
+
+def named_base(name: str) -> BaseSpec:
+    """The recipe of the base called `name` ('testbed' is the default base)."""
+    name = DEFAULT_BASE if name == TESTBED else name
+    if name not in NAMED_BASES:
+        raise ValueError(f"unknown testbed base {name!r}; valid names: {TESTBED}, {', '.join(NAMED_BASES)}")
+    return NAMED_BASES[name]

@@ -10,6 +10,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from frugalrl.data.arithmetic import iter_problems, solution_text
+from frugalrl.data.columns import iter_column_problems, noisy_solution
 from frugalrl.data.templates import plain_prompt
 from frugalrl.testbed.base_spec import BaseSpec, SFTPhase
 from frugalrl.types import Problem
@@ -59,23 +60,33 @@ def phase_batches(recipe: BaseSpec, index: int, tokenizer: PreTrainedTokenizerBa
     then shuffled: rows of a batch have similar lengths, so little compute goes to padding (the levels'
     sequences range from ~30 to ~100 tokens; bucketing cuts the padded width from ~98 to ~60 on average).
     """
-    phase = recipe.phases[index]
-    # Each phase gets its own stream, so changing one phase's length leaves the other's data unchanged.
-    problems = iter_problems(seed=recipe.seed * 1000 + index, levels=phase.levels or recipe.levels)
+    problems, target = _task_stream(recipe, index)
     rng = random.Random(f"frugalrl.testbed.corrupt:{recipe.seed}:{index}")
     while True:
         pool = [next(problems) for _ in range(recipe.batch_size * BUCKET_POOL)]
-        targets = [
-            solution_text(p, answer=corrupted_answer(p.answer, rng, max_offset=phase.corrupt_max))
-            if rng.random() < phase.corrupt_prob
-            else solution_text(p)
-            for p in pool
-        ]
+        targets = [target(p, rng) for p in pool]
         order = sorted(range(len(pool)), key=lambda i: len(pool[i].question) + len(targets[i]))
         chunks = [order[i : i + recipe.batch_size] for i in range(0, len(order), recipe.batch_size)]
         rng.shuffle(chunks)
         for chunk in chunks:
             yield sft_batch([pool[i] for i in chunk], [targets[i] for i in chunk], tokenizer)
+
+
+def _task_stream(recipe: BaseSpec, index: int) -> tuple[Iterator[Problem], Callable[[Problem, random.Random], str]]:
+    """Phase `index`'s endless problems and its (noisy) target for a problem. Each phase gets its own
+    stream, so changing one phase's length leaves the other's data unchanged."""
+    phase = recipe.phases[index]
+    seed, levels = recipe.seed * 1000 + index, phase.levels or recipe.levels
+    if recipe.task == "columns":
+        rates = recipe.fact_noise.rates()
+        return iter_column_problems(seed=seed, levels=levels), lambda p, rng: noisy_solution(p.question, rates, rng)
+
+    def arithmetic_target(p: Problem, rng: random.Random) -> str:
+        if rng.random() < phase.corrupt_prob:
+            return solution_text(p, answer=corrupted_answer(p.answer, rng, max_offset=phase.corrupt_max))
+        return solution_text(p)
+
+    return iter_problems(seed=seed, levels=levels), arithmetic_target
 
 
 def train_phase(

@@ -27,11 +27,14 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_model_path(path: str) -> str:
-    """'testbed' names the built-in base model (shipped with the package, or built and cached on first use)."""
-    if path == "testbed":
+    """'testbed' (the default base), 'testbed-columns' and 'testbed-arith' name the built-in bases (shipped
+    with the package, or built and cached on first use); anything else is a directory or Hub name."""
+    from frugalrl.testbed.base_spec import NAMED_BASES, TESTBED, named_base
+
+    if path == TESTBED or path in NAMED_BASES:
         from frugalrl.testbed import ensure_base
 
-        return str(ensure_base())
+        return str(ensure_base(named_base(path)))
     return path
 
 
@@ -101,6 +104,7 @@ def update_settings(cfg: Config) -> UpdateSettings:
         kl_estimator=cfg.algo.kl_estimator,
         entropy_coef=cfg.algo.entropy_coef,
         packing=cfg.trainer.packing,
+        skip_zero_advantage=cfg.trainer.skip_zero_advantage,
     )
 
 

@@ -191,7 +191,7 @@ class Trainer:
         self.counters.step, self._timings = step, timings
         pad_id = self.policy.tokenizer.pad_token_id
         fresh_prompts = self.replay.fresh_prompts(cfg.trainer.prompts_per_step)
-        batch, passed, rounds = self._collect(step, timings, fresh_prompts)
+        batch, passed, rounds = self._collect(step, timings, fresh_prompts, exclude=self.replay.reserved_ids())
         filtered, is_off = self.replay.assemble(step, batch, passed, pad_id=pad_id)
         inputs = AdvantageInputs.of(filtered.rewards, filtered.group_index, correct=filtered.correct)
         with _timed(timings, "time/values"):
@@ -226,8 +226,11 @@ class Trainer:
         metrics["trainer/lr"] = lr
         return batch, {**metrics, **timings}
 
-    def _collect(self, step: int, timings: dict[str, float], num_prompts: int) -> tuple[RolloutBatch, Tensor, int]:
-        """Select → generate → score → filter, repeated while dynamic sampling still lacks B groups.
+    def _collect(
+        self, step: int, timings: dict[str, float], num_prompts: int, exclude: frozenset[str] = frozenset()
+    ) -> tuple[RolloutBatch, Tensor, int]:
+        """Select (none of `exclude`: the prompts replayed this step) → generate → score → filter, repeated while
+        dynamic sampling still lacks B groups.
 
         Returns every generated response, the rows that passed the group filters [N] and the rounds used.
         With dynamic sampling, surplus groups of the last round are dropped so the update sees B groups;
@@ -238,10 +241,12 @@ class Trainer:
         while True:
             rounds += 1
             with _timed(timings, "time/select"):
-                problems = self.selector.select(step, num_prompts)
+                problems = self.selector.select(step, num_prompts, exclude=exclude)
             batch = self._generate(problems, timings)
             self.selector.observe(step, batch)
-            keep = apply_filters(select.filters, batch.correct, batch.group_index, tol=select.filter_tol)
+            keep = apply_filters(
+                select.filters, batch.correct, batch.group_index, tol=select.filter_tol, args=select.filter_args
+            )
             batches.append(batch)
             keeps.append(keep)
             groups_passed += len(batch.group_index[keep].unique())
@@ -262,7 +267,12 @@ class Trainer:
         reference = self.selector.take_reference_batch()  # the selector's own rollouts, if it lends them
         if reference is not None:
             batches.append(reference)
-            keeps.append(apply_filters(select.filters, reference.correct, reference.group_index, tol=select.filter_tol))
+            keeps.append(
+                apply_filters(
+                    select.filters, reference.correct, reference.group_index, tol=select.filter_tol,
+                    args=select.filter_args,
+                )
+            )  # fmt: skip
         batch = concat_batches(batches, pad_id=self.policy.tokenizer.pad_token_id)
         return batch, torch.cat(keeps), rounds
 
