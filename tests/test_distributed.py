@@ -16,13 +16,16 @@ from frugalrl.config import ConfigError, load_config
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
 from frugalrl.testbed import ensure_base
+from frugalrl.testbed.base_spec import named_base
 from frugalrl.tracking import RunDir, read_metrics
 from frugalrl.training.distributed import start_ranks
 from frugalrl.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 RUN = [
-    "model.path=testbed",
+    "model.path=testbed-arith",  # the first testbed: its short answers earn rewards within 24 tokens
+    "data.source=arithmetic",
+    "data.levels=[1,2,3,4]",
     "run.progress=false",
     "run.threads=1",
     "data.train_size=64",
@@ -183,7 +186,7 @@ def test_two_nodes_write_one_run_directory_and_a_killed_rank_resumes_exactly(tmp
     metrics = read_metrics(whole / "metrics.jsonl")
     assert [r["step"] for r in metrics] == [0, 1, 2, 3, 4]  # written once, by rank 0
     trained = load_policy(whole / "checkpoints/step_4" / MODEL_DIR).model.state_dict()  # the usual HF layout
-    base = load_policy(ensure_base()).model.state_dict()
+    base = load_policy(ensure_base(named_base("testbed-arith"))).model.state_dict()
     assert any(not torch.equal(trained[k], base[k]) for k in base)
 
     again = subprocess.run(  # a new run over an existing one: rank 0's error ends both ranks, no hang

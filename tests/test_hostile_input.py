@@ -178,9 +178,9 @@ CONFIG_CASES = [
     ("algo.advantage=magic", "magic"),
     ("algo.loss_args={eps_high: .nan}", "algo.loss_args must be a finite number"),
     ("algo.kl_coef=-0.1", "algo.kl_coef must be >= 0"),
-    ("data.levels=[99]", "data.levels=[99]: arithmetic levels are 1..12"),
+    ("data.levels=[99]", "data.levels=[99]: column-addition levels are 1..8"),
     ("data.levels=[]", "data.levels=[]"),
-    ("data.source=hub", "unknown data source 'hub'; valid names: arithmetic, file, reasoning_gym"),
+    ("data.source=hub", "unknown data source 'hub'; valid names: arithmetic, columns, file, reasoning_gym"),
     ("data.source=file", "data.source=file needs data.path"),
     ("data.on_bad_question=ignore", "data.on_bad_question='ignore' is not one of: error, skip"),
     ("data.on_long_prompt=crop", "data.on_long_prompt='crop' is not one of: error, truncate, skip"),
@@ -806,10 +806,10 @@ def test_ctrl_c_exits_130_with_the_step_and_resume_hint(tiny_run, capsys, cwd, m
     run = _copy_run(tiny_run, cwd)
     real_collect = Trainer._collect
 
-    def collect(self, step, *args):  # Ctrl-C while step 4 generates
+    def collect(self, step, *args, **kwargs):  # Ctrl-C while step 4 generates
         if step == 4:
             raise KeyboardInterrupt
-        return real_collect(self, step, *args)
+        return real_collect(self, step, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "_collect", collect)
     code, err, _ = run_cli([*_same_config(run), "trainer.max_steps=5", "--resume"], capsys, cwd)

@@ -61,8 +61,10 @@ def test_behaviour_logprobs_under_top_p_are_finite_and_renormalised(micro_policy
 @pytest.mark.covers("rollout backend", "compact")
 def test_compact_backend_decodes_like_generate_and_logs_the_same_logprobs():
     from frugalrl.testbed import ensure_base
+    from frugalrl.testbed.base_spec import named_base
 
-    base = load_policy(ensure_base())  # a trained model: its answers end at EOS, at different lengths
+    # a trained model: its answers end at EOS, at different lengths
+    base = load_policy(ensure_base(named_base("testbed-arith")))
     hf = HFGenerateBackend(base.model, base.tokenizer, format_prompt=plain_prompt, token_budget=300)
     compact = CompactSamplingBackend(base.model, base.tokenizer, format_prompt=plain_prompt, token_budget=300)
     problems = make_problems(6, seed=4)  # prompts of different lengths: left padding

@@ -11,6 +11,7 @@ from frugalrl.data import problems_of
 from frugalrl.engine.checkpoint import MODEL_DIR
 from frugalrl.engine.policy import load_policy
 from frugalrl.testbed import ensure_base
+from frugalrl.testbed.base_spec import named_base
 from frugalrl.tracking import RunDir, StatsStore, read_metrics
 from frugalrl.training.trainer import Trainer
 
@@ -66,7 +67,8 @@ def test_tiny_run_trains_logs_reports_and_checkpoints(tmp_path):
     assert "eval/avg@2" not in records[1]
     assert 0 < records[0]["eval/pass@2"] < 1  # the base solves some held-out problems, not all
     # the policy moved away from the base
-    trained, base = _weights(run.checkpoint_dir(3) / MODEL_DIR), _weights(ensure_base())
+    first_base = ensure_base(named_base("testbed-arith"))
+    trained, base = _weights(run.checkpoint_dir(3) / MODEL_DIR), _weights(first_base)
     assert any(not torch.equal(trained[k], base[k]) for k in base)
     assert run.report_path.is_file() and "held-out" in run.report_path.read_text().lower()
     assert any(run.plots_dir.glob("*.png"))

@@ -22,9 +22,10 @@ def policy_and_backend():
     from frugalrl.engine.policy import load_policy
     from frugalrl.engine.vllm_backend import VLLMBackend
     from frugalrl.testbed import ensure_base
+    from frugalrl.testbed.base_spec import named_base
 
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB: the testbed needs far less
-    policy = load_policy(ensure_base())
+    policy = load_policy(ensure_base(named_base("testbed-arith")))
     policy.model.eval()
     backend = VLLMBackend(
         policy.model, policy.tokenizer, format_prompt=plain_prompt, options={"enforce_eager": True}, seed=0

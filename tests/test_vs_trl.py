@@ -55,11 +55,11 @@ def test_default_recipe_maps_onto_trl(vs_trl):
     assert s["per_device_train_batch_size"] * s["gradient_accumulation_steps"] == 256
     assert s["per_device_train_batch_size"] == cfg.trainer.micro_batch_size == 128
     assert s["steps_per_generation"] == s["gradient_accumulation_steps"] and s["num_iterations"] == 1
-    assert s["num_generations"] == 8 and s["max_completion_length"] == 80
+    assert s["num_generations"] == 8 and s["max_completion_length"] == 112
     assert (s["temperature"], s["top_p"], s["top_k"]) == (1.0, 1.0, 0)
     assert s["loss_type"] == "dapo" and s["scale_rewards"] == "group" and s["beta"] == 0.0
     assert (s["epsilon"], s["epsilon_high"]) == (0.2, 0.2)
-    assert (s["learning_rate"], s["adam_beta1"], s["adam_beta2"], s["weight_decay"]) == (1e-4, 0.9, 0.99, 0.0)
+    assert (s["learning_rate"], s["adam_beta1"], s["adam_beta2"], s["weight_decay"]) == (5e-5, 0.9, 0.99, 0.0)
     assert s["lr_scheduler_type"] == "constant" and s["max_grad_norm"] == 1.0
     assert s["gradient_checkpointing"] is False and s["use_cpu"] is True and s["bf16"] is False
     assert s["shuffle_dataset"] is False and s["optim"] == "adamw_torch"
