@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from frugalrl.types import Problem
@@ -148,12 +148,17 @@ def iter_problems(*, seed: int, levels: Sequence[int] | None = None, split: str 
     """
     levels = _check_args(levels, split)
     rng = random.Random(f"frugalrl.arithmetic:{seed}:{split}")  # str seeds are hashed stably (SHA-512)
+    return problem_stream(levels, split, lambda level: make_problem(make_question(LEVELS[level], rng), level))
+
+
+def problem_stream(levels: Sequence[int], split: str, draw: Callable[[int], Problem]) -> Iterator[Problem]:
+    """Endless problems of `split` from `draw(level)`, cycling through `levels`; a draw of the other split is
+    rejected (the split is a property of the question)."""
     i = 0
     while True:
-        level = levels[i % len(levels)]
-        question = make_question(LEVELS[level], rng)
-        if split_of(question) == split:  # rejection: the split is a property of the question
-            yield make_problem(question, level)
+        problem = draw(levels[i % len(levels)])
+        if split_of(problem.question) == split:
+            yield problem
             i += 1
 
 
@@ -166,6 +171,12 @@ def make_problems(n: int, *, seed: int, levels: Sequence[int] | None = None, spl
     """
     levels = _check_args(levels, split)
     rng = random.Random(f"frugalrl.arithmetic.unique:{seed}:{split}")
+    return distinct_problems(n, levels, split, lambda level: make_problem(make_question(LEVELS[level], rng), level))
+
+
+def distinct_problems(n: int, levels: Sequence[int], split: str, draw: Callable[[int], Problem]) -> list[Problem]:
+    """`n` distinct problems of `split` from `draw(level)`, taking `levels` in turn. A level that runs out of
+    distinct questions (500 misses in a row) leaves the rotation and the others make up the difference."""
     seen: set[str] = set()
     out: list[Problem] = []
     active = list(dict.fromkeys(levels))
@@ -173,17 +184,17 @@ def make_problems(n: int, *, seed: int, levels: Sequence[int] | None = None, spl
     i = 0
     while len(out) < n and active:
         level = active[i % len(active)]
-        question = make_question(LEVELS[level], rng)
-        if split_of(question) != split or question in seen:
+        problem = draw(level)
+        if split_of(problem.question) != split or problem.question in seen:
             # Draws are cheap; 500 misses in a row only happen once a level's questions are used up.
             misses[level] += 1
             if misses[level] > 500:
                 active.remove(level)
             continue
         misses[level] = 0
-        seen.add(question)
-        out.append(make_problem(question, level))
+        seen.add(problem.question)
+        out.append(problem)
         i += 1
     if len(out) < n:
-        raise ValueError(f"levels {levels} have only {len(out)} distinct {split} questions; asked for {n}")
+        raise ValueError(f"levels {list(levels)} have only {len(out)} distinct {split} questions; asked for {n}")
     return out

@@ -23,7 +23,14 @@ import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from frugalrl.data.arithmetic import SPLITS, operand_range, parse_question, question_hash, split_of
+from frugalrl.data.arithmetic import (
+    SPLITS,
+    distinct_problems,
+    operand_range,
+    parse_question,
+    problem_stream,
+    question_hash,
+)
 from frugalrl.types import Problem
 
 COLUMN_LEVELS: tuple[int, ...] = tuple(range(1, 9))  # operand width in digits
@@ -120,12 +127,7 @@ def iter_column_problems(*, seed: int, levels: Sequence[int], split: str = "trai
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     rng = random.Random(f"frugalrl.columns:{seed}:{split}")
-    i = 0
-    while True:
-        question = make_column_question(levels[i % len(levels)], rng)
-        if split_of(question) == split:
-            yield column_problem(question)
-            i += 1
+    return problem_stream(levels, split, lambda level: column_problem(make_column_question(level, rng)))
 
 
 def make_column_problems(n: int, *, seed: int, levels: Sequence[int], split: str = "train") -> list[Problem]:
@@ -135,21 +137,4 @@ def make_column_problems(n: int, *, seed: int, levels: Sequence[int], split: str
     if unknown or not levels:
         raise ValueError(f"unknown levels {unknown or list(levels)}; column levels are 1..{len(COLUMN_LEVELS)}")
     rng = random.Random(f"frugalrl.columns.unique:{seed}:{split}")
-    seen: set[str] = set()
-    out: list[Problem] = []
-    active, misses, i = list(dict.fromkeys(levels)), dict.fromkeys(levels, 0), 0
-    while len(out) < n and active:
-        level = active[i % len(active)]
-        question = make_column_question(level, rng)
-        if split_of(question) != split or question in seen:
-            misses[level] += 1
-            if misses[level] > 500:
-                active.remove(level)
-            continue
-        misses[level] = 0
-        seen.add(question)
-        out.append(column_problem(question))
-        i += 1
-    if len(out) < n:
-        raise ValueError(f"levels {list(levels)} have only {len(out)} distinct {split} questions; asked for {n}")
-    return out
+    return distinct_problems(n, levels, split, lambda level: column_problem(make_column_question(level, rng)))
