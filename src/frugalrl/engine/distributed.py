@@ -77,8 +77,13 @@ def start(device: str, *, backend: str = "auto", timeout: float = 600.0) -> str:
 
 
 def stop() -> None:
-    """Leave the process group (at the end of a run)."""
+    """Leave the process group (at the end of a run), all ranks together.
+
+    The barrier first: a rank that tore its gloo context down while a peer was still finishing the last
+    collective aborted ("terminate called without an active exception"), seen when the cores were busy.
+    """
     if dist.is_available() and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
