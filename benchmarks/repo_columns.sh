@@ -6,7 +6,8 @@
 # sampler, one thread per run.
 #   benchmarks/repo_columns.sh [OUT]
 #   RECIPES=grpo CORE=0 benchmarks/repo_columns.sh OUT & RECIPES=repo CORE=1 benchmarks/repo_columns.sh OUT
-# runs one recipe per core into the same OUT; run it once more without RECIPES to summarise both.
+# runs one recipe per core into the same OUT; run it once more without RECIPES to summarise both. SEEDS
+# (default "0 1 2") picks the seeds.
 set -euo pipefail
 out=${1:-benchmarks/results/repo_columns}
 declare -A config=([grpo]=configs/grpo.yaml:data.train_size=256 [repo]=configs/repo.yaml)

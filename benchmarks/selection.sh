@@ -9,7 +9,8 @@
 #   RECIPES="grpo dots" CORE=0 benchmarks/selection.sh OUT   # a subset, pinned to one core; two such
 #                                                    # processes on two cores may share one OUT
 # Run it once more with every recipe (no RECIPES) to write the summary over the whole matrix; finished runs
-# are skipped.
+# are skipped. SEEDS (default "0 1 2") and RESPONSES (default 24576) change the seeds and the budget, e.g.
+# for a short smoke run into a scratch OUT.
 set -euo pipefail
 out=${1:-benchmarks/results/selection}
 declare -A config=(

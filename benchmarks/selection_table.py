@@ -99,11 +99,12 @@ def table(out: Path, *, baseline: str, metric: str, max_responses: float, max_ti
             r["responses_share"] <= max_responses and r["time_share"] <= max_time
             for r in rows  # NaN (not reached) compares False
         )
+        verdict = "—" if label == baseline else "yes" if met else "no"  # the bar is for the other recipes
         finals = [100 * r["final"] for r in rows]
         lines.append(
             f"| {label} | {len(rows)} | {fmean(finals):.1f} ({min(finals):.1f}–{max(finals):.1f}) "
             f"| {_shares(r['responses_share'] for r in rows)} | {_shares(r['time_share'] for r in rows)} "
-            f"| {'—' if label == baseline else 'yes' if met else 'no'} | {100 * fmean(r['informative'] for r in rows):.1f} "
+            f"| {verdict} | {100 * fmean(r['informative'] for r in rows):.1f} "
             f"| {100 * fmean(r['select_share'] for r in rows):.1f} | {fmean(r['reference'] for r in rows):,.0f} "
             f"| {fmean(r['skipped'] for r in rows):,.0f} | {fmean(r['generate'] for r in rows):.0f} "
             f"| {fmean(r['update'] for r in rows):.0f} |"

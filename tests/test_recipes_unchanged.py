@@ -2,16 +2,15 @@
 5 short steps each, every metric but the clocks compared. A change meant to change behaviour re-records
 tests/fixtures/recipe_metrics.json with `--record` in the same commit."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+import benchmark_scripts
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("recipe_fingerprint", REPO / "benchmarks" / "recipe_fingerprint.py")
-fp = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fp)
+fp = benchmark_scripts.load("recipe_fingerprint")
 RECORDED = json.loads((REPO / "tests" / "fixtures" / "recipe_metrics.json").read_text())
 
 

@@ -1,21 +1,17 @@
 """benchmarks/selection_table.py on a hand-made bench directory: per-seed shares of the baseline's run to reach
 its final accuracy, the every-seed bar, and the overhead columns."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+import benchmark_scripts
 
 
 @pytest.fixture(scope="module")
 def selection_table():
-    spec = importlib.util.spec_from_file_location("selection_table", ROOT / "benchmarks" / "selection_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("selection_table")
 
 
 def _run(out: Path, label: str, seed: int, points: list[tuple[float, float, float]], *, select: float = 0.0) -> None:

@@ -1,22 +1,20 @@
 """benchmarks/vs_trl.py without training: arguments, the recipe → GRPOConfig mapping, and the summary of
 hand-made worker results. (The benchmark itself needs TRL and minutes of CPU; it is not part of CI.)"""
 
-import importlib.util
 import math
 import sys
 from pathlib import Path
 
 import pytest
 
+import benchmark_scripts
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def vs_trl():
-    spec = importlib.util.spec_from_file_location("vs_trl", ROOT / "benchmarks" / "vs_trl.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("vs_trl")
 
 
 def _args(vs_trl, *argv):
