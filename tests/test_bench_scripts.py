@@ -1,5 +1,5 @@
 """Every shell script under benchmarks/ that calls `frugalrl bench` builds a matrix that loads: each recipe's
-config with its overrides and the common ones, for each seed. The scripts run for real, with `frugalrl` and
+config with its overrides and the common ones. The scripts run for real, with `frugalrl` and
 `taskset` replaced by stand-ins that record their arguments, so a typo in a label, a config path or an
 override key fails here instead of an hour into a benchmark."""
 
@@ -49,10 +49,9 @@ def test_bench_script_builds_a_matrix_that_loads(script, tmp_path):
     add_arguments(parser)
     for argv in calls:
         spec = spec_from_args(parser.parse_args(argv))
-        for recipe in spec.recipes:
-            for seed in spec.seeds:
-                config = spec.run_config(recipe, seed)
-                assert config.run.seed == seed
+        for recipe in spec.recipes:  # the seeds differ only in run.seed: one of them loads for all
+            config = spec.run_config(recipe, spec.seeds[-1])
+            assert config.run.seed == spec.seeds[-1]
 
 
 def test_the_scripts_with_a_recipe_subset_pass_only_that_subset(tmp_path):
