@@ -10,6 +10,7 @@
 #                                                             # processes on two cores may share one OUT
 # GRPO, the first recipe, is the baseline; run once more without RECIPES to write the summary.
 set -euo pipefail
+source "$(dirname "$0")/matrix.sh"
 out=${1:-benchmarks/results/dots_defaults}
 dots=configs/grpo_dots.yaml
 labels_only=select.selector_args.train_on_reference=false
@@ -22,14 +23,6 @@ declare -A config=(
     [dots_mu4_k32_tau0.1]="$dots:select.selector_args.mu=4:select.selector_args.reference_size=32:select.selector_args.tau_sel=0.1:$labels_only"
 )
 all="grpo dots_mu4_k32 dots_mu8_k16 dots_mu4_k32_train_ref dots_mu8_k16_train_ref dots_mu4_k32_tau0.1"
-args=()
-for label in ${RECIPES:-$all}; do
-    args+=(--recipe "$label=${config[$label]}")
-done
-pin=()
-[[ -n "${CORE:-}" ]] && pin=(taskset -c "$CORE")
-set -- "${pin[@]}" frugalrl bench "${args[@]}" --seeds ${SEEDS:-100 101} --budget "responses=${RESPONSES:-24576}" \
-    --out "$out" \
+bench_matrix "$out" --seeds ${SEEDS:-100 101} --budget "responses=${RESPONSES:-24576}" \
     -- run.threads=1 run.progress=false rollout.backend=compact \
        eval.num_problems=200 eval.k=4 eval.greedy=false eval.every_responses=4096 trainer.checkpoint_every=0
-"$@"

@@ -10,6 +10,7 @@
 # the summary over the whole matrix; finished runs are skipped. SEEDS (default "0 1 2") and RESPONSES
 # (default 24576) change the seeds and the budget.
 set -euo pipefail
+source "$(dirname "$0")/matrix.sh"
 out=${1:-benchmarks/results/family_columns}
 declare -A config=(
     [grpo]=configs/grpo.yaml
@@ -19,15 +20,7 @@ declare -A config=(
     [ppo]=configs/ppo.yaml
 )
 all="grpo reinforce reinforce_rej raftpp ppo"
-args=()
-for label in ${RECIPES:-$all}; do
-    args+=(--recipe "$label=${config[$label]}")
-done
-pin=()
-[[ -n "${CORE:-}" ]] && pin=(taskset -c "$CORE")
-set -- "${pin[@]}" frugalrl bench "${args[@]}" --seeds ${SEEDS:-0 1 2} \
-    --budget "responses=${RESPONSES:-24576}" --out "$out" \
+bench_matrix "$out" --seeds ${SEEDS:-0 1 2} --budget "responses=${RESPONSES:-24576}" \
     -- run.threads=1 run.progress=false rollout.backend=compact \
        eval.num_problems=200 eval.k=4 eval.greedy=false eval.every_responses=4096 eval.kl_to_initial=true \
        trainer.checkpoint_every=0
-"$@"

@@ -9,14 +9,10 @@
 # runs one recipe per core into the same OUT; run it once more without RECIPES to summarise both. SEEDS
 # (default "0 1 2") picks the seeds.
 set -euo pipefail
+source "$(dirname "$0")/matrix.sh"
 out=${1:-benchmarks/results/repo_columns}
 declare -A config=([grpo]=configs/grpo.yaml:data.train_size=256 [repo]=configs/repo.yaml)
-args=()
-for label in ${RECIPES:-grpo repo}; do
-    args+=(--recipe "$label=${config[$label]}")
-done
-pin=()
-[[ -n "${CORE:-}" ]] && pin=(taskset -c "$CORE")
-"${pin[@]}" frugalrl bench "${args[@]}" --seeds ${SEEDS:-0 1 2} --budget steps=90 --out "$out" \
+all="grpo repo"
+bench_matrix "$out" --seeds ${SEEDS:-0 1 2} --budget steps=90 \
     -- run.threads=1 run.progress=false rollout.backend=compact eval.num_problems=200 eval.k=4 eval.greedy=false \
        eval.every_responses=4096 trainer.checkpoint_every=0

@@ -12,6 +12,7 @@
 # are skipped. SEEDS (default "0 1 2") and RESPONSES (default 24576) change the seeds and the budget, e.g.
 # for a short smoke run into a scratch OUT.
 set -euo pipefail
+source "$(dirname "$0")/matrix.sh"
 out=${1:-benchmarks/results/selection}
 declare -A config=(
     [grpo]=configs/grpo.yaml
@@ -26,13 +27,6 @@ declare -A config=(
     [filter]=configs/grpo_filter.yaml
 )
 all="grpo dots dots_rr greso posterior frugal frugal_rr pods rr filter"
-args=()
-for label in ${RECIPES:-$all}; do
-    args+=(--recipe "$label=${config[$label]}")
-done
-pin=()
-[[ -n "${CORE:-}" ]] && pin=(taskset -c "$CORE")
-set -- "${pin[@]}" frugalrl bench "${args[@]}" --seeds ${SEEDS:-0 1 2} --budget "responses=${RESPONSES:-24576}" --out "$out" \
+bench_matrix "$out" --seeds ${SEEDS:-0 1 2} --budget "responses=${RESPONSES:-24576}" \
     -- run.threads=1 run.progress=false rollout.backend=compact data.train_size=1024 \
        eval.num_problems=200 eval.k=4 eval.greedy=false eval.every_responses=4096 trainer.checkpoint_every=0
-"$@"

@@ -1,7 +1,7 @@
-"""Every shell script under benchmarks/ that calls `frugalrl bench` builds a matrix that loads: each recipe's
-config with its overrides and the common ones. The scripts run for real, with `frugalrl` and
-`taskset` replaced by stand-ins that record their arguments, so a typo in a label, a config path or an
-override key fails here instead of an hour into a benchmark."""
+"""Every shell script under benchmarks/ that calls `frugalrl bench` (itself or through matrix.sh) builds a
+matrix that loads: each recipe's config with its overrides and the common ones. The scripts run for real,
+with `frugalrl` and `taskset` replaced by stand-ins that record their arguments, so a typo in a label, a
+config path or an override key fails here instead of an hour into a benchmark."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ from benchmark_scripts import BENCHMARKS
 from frugalrl.cli.bench import add_arguments, spec_from_args
 
 ROOT = BENCHMARKS.parent
-SCRIPTS = sorted(path.name for path in BENCHMARKS.glob("*.sh") if "frugalrl bench" in path.read_text())
+SCRIPTS = sorted(
+    path.name
+    for path in BENCHMARKS.glob("*.sh")
+    if path.name != "matrix.sh" and any(call in path.read_text() for call in ("frugalrl bench", "bench_matrix "))
+)
 
 RECORDER = f"""#!{sys.executable}
 import json, os, sys
